@@ -1,0 +1,29 @@
+"""Entry point of the ``lienthong`` command: sub-commands and error translation."""
+
+from __future__ import annotations
+
+import typer
+
+from adapters.cli import envelopes, pki
+from adapters.cli.output import EXIT_UNUSABLE
+from exchange.errors import LienthongError
+
+app = typer.Typer(
+    name="lienthong",
+    help="Inter-agency signed message exchange bus.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(pki.app, name="pki")
+app.add_typer(envelopes.header_app, name="header")
+app.command("sign")(envelopes.sign)
+app.command("verify")(envelopes.verify)
+
+
+def main() -> None:
+    try:
+        app()
+    except LienthongError as exc:
+        typer.echo(f"lienthong: {exc}", err=True)
+        raise SystemExit(EXIT_UNUSABLE) from None

@@ -1,0 +1,1 @@
+"""A development PKI: a CA hierarchy shaped like a national government CA, kept in a folder."""

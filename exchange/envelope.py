@@ -1,0 +1,132 @@
+"""Envelope rules: from header bytes to a ``Header``, with one reason when they are not one.
+
+Steps 0-3 of the verification order live here: the byte budget, malformed JSON (invalid UTF-8,
+not an object, duplicate keys, NaN, nesting beyond the parser's limit), count limits, and the
+schema. The successful path is a single pydantic pass plus a key count; the slower diagnosis runs
+only for a header that is rejected anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from exchange.errors import Rejected
+from exchange.policy import Limits
+from exchange.reasons import Reason
+from schemas.header import Header
+
+# A double quote preceded by an even number of backslashes ends a string; followed by a colon it
+# ends an object key. Counting these counts every key in the document, duplicates included.
+_KEY_END = re.compile(rb'(?<!\\)(?:\\\\)*"[ \t\r\n]*:')
+_AGENCY_FIELDS = {"sender", "recipients"}
+
+
+def envelope_digest(header: bytes, signature: bytes) -> str:
+    """Identity of an envelope's bytes: what replay detection compares."""
+    digest = hashlib.sha256(len(header).to_bytes(8, "big"))
+    digest.update(header)
+    digest.update(signature)
+    return digest.hexdigest()
+
+
+def _keys_in(model: BaseModel) -> int:
+    count = len(model.model_fields_set)
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            count += _keys_in(value)
+        elif isinstance(value, list):
+            count += sum(_keys_in(item) for item in value if isinstance(item, BaseModel))
+    return count
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {duplicate!r}")
+    return result
+
+
+def _loads_strictly(data: bytes) -> Any:
+    try:
+        text = data.decode("utf-8")
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise Rejected(Reason.MALFORMED_HEADER, f"header is not well-formed JSON: {exc}") from None
+
+
+def _check_counts(recipients: int, attachments: int, limits: Limits) -> None:
+    if recipients > limits.max_recipients:
+        raise Rejected(
+            Reason.TOO_MANY_RECIPIENTS,
+            f"{recipients} recipients (limit {limits.max_recipients})",
+        )
+    if attachments > limits.max_attachments:
+        raise Rejected(
+            Reason.TOO_MANY_ATTACHMENTS,
+            f"{attachments} attachments (limit {limits.max_attachments})",
+        )
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(header)"
+
+
+def _diagnose(data: bytes, error: ValidationError, limits: Limits) -> Rejected:
+    """Name the first failing step for a header pydantic refused, in the documented order."""
+    errors = error.errors(include_url=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return Rejected(Reason.MALFORMED_HEADER, f"header is not JSON: {errors[0]['msg']}")
+    parsed = _loads_strictly(data)
+    if not isinstance(parsed, dict):
+        return Rejected(Reason.MALFORMED_HEADER, "header is not a JSON object")
+    recipients, attachments = parsed.get("recipients"), parsed.get("attachments")
+    _check_counts(
+        len(recipients) if isinstance(recipients, list) else 0,
+        len(attachments) if isinstance(attachments, list) else 0,
+        limits,
+    )
+    for e in errors:
+        if e["type"] == "extra_forbidden":
+            return Rejected(
+                Reason.HEADER_UNKNOWN_FIELD,
+                f"field '{_location(e['loc'])}' is not part of envelope v1",
+            )
+    for e in errors:
+        if e["loc"] and e["loc"][0] in _AGENCY_FIELDS and e["type"] != "missing":
+            value = e.get("input")
+            return Rejected(
+                Reason.INVALID_AGENCY_CODE,
+                f"{_location(e['loc'])}: {value!r} is not a canonical agency code",
+            )
+    first = errors[0]
+    return Rejected(Reason.HEADER_INVALID, f"{_location(first['loc'])}: {first['msg']}")
+
+
+def parse_header(data: bytes, limits: Limits) -> Header:
+    """Parse and validate header bytes (steps 0-3). Raises Rejected."""
+    if len(data) > limits.max_header_bytes:
+        raise Rejected(
+            Reason.HEADER_TOO_LARGE,
+            f"header is {len(data)} bytes (limit {limits.max_header_bytes})",
+        )
+    try:
+        header = Header.model_validate_json(data)
+    except ValidationError as exc:
+        raise _diagnose(data, exc, limits) from None
+    if len(_KEY_END.findall(data)) != _keys_in(header):
+        _loads_strictly(data)  # names the duplicate key
+        raise Rejected(Reason.MALFORMED_HEADER, "header repeats a key")
+    _check_counts(len(header.recipients), len(header.attachments), limits)
+    return header
