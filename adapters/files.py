@@ -47,13 +47,16 @@ def load_crls(path: Path) -> list[x509.CertificateRevocationList]:
         if b"-----BEGIN" not in data:
             return [x509.load_der_x509_crl(data)]
         blocks = data.split(b"-----END X509 CRL-----")
-        return [
+        found = [
             x509.load_pem_x509_crl(block + b"-----END X509 CRL-----\n")
             for block in blocks
             if b"-----BEGIN X509 CRL-----" in block
         ]
     except ValueError as exc:
         raise InputError(f"CRL file {path} holds no readable CRL: {exc}") from None
+    if not found:
+        raise InputError(f"CRL file {path} holds no CRL")
+    return found
 
 
 def load_private_key(path: Path) -> PrivateKeyTypes:

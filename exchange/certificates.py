@@ -148,10 +148,12 @@ def _usage_problem(cert: x509.Certificate, is_ca: bool) -> str | None:
     if is_ca:
         return "a CA certificate may not sign documents"
     try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        usage: x509.KeyUsage | None = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         usage = None
-    if usage is not None and not (usage.digital_signature or usage.content_commitment):
+    if usage is None:
+        return "keyUsage is missing (digitalSignature or contentCommitment is required)"
+    if not (usage.digital_signature or usage.content_commitment):
         return "keyUsage has neither digitalSignature nor contentCommitment"
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value

@@ -23,7 +23,6 @@ from schemas.header import Header
 # A double quote preceded by an even number of backslashes ends a string; followed by a colon it
 # ends an object key. Counting these counts every key in the document, duplicates included.
 _KEY_END = re.compile(rb'(?<!\\)(?:\\\\)*"[ \t\r\n]*:')
-_AGENCY_FIELDS = {"sender", "recipients"}
 
 
 def envelope_digest(header: bytes, signature: bytes) -> str:
@@ -79,6 +78,11 @@ def _check_counts(recipients: int, attachments: int, limits: Limits) -> None:
         )
 
 
+def _at_agency_code(loc: tuple[int | str, ...]) -> bool:
+    """Whether an error is about one agency code: the sender, or one recipient (not the list)."""
+    return loc == ("sender",) or (len(loc) == 2 and loc[0] == "recipients")
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(header)"
 
@@ -104,7 +108,7 @@ def _diagnose(data: bytes, error: ValidationError, limits: Limits) -> Rejected:
                 f"field '{_location(e['loc'])}' is not part of envelope v1",
             )
     for e in errors:
-        if e["loc"] and e["loc"][0] in _AGENCY_FIELDS and e["type"] != "missing":
+        if _at_agency_code(e["loc"]) and e["type"] != "missing":
             value = e.get("input")
             return Rejected(
                 Reason.INVALID_AGENCY_CODE,

@@ -52,7 +52,8 @@ class Reason(StrEnum):
     SENDER_UNKNOWN = "sender_unknown"
     SENDER_DISABLED = "sender_disabled"
     CERTIFICATE_NOT_REGISTERED = "certificate_not_registered"
-    # 9. RFC 3161 timestamp tokens.
+    # 9. Time: signingTime, and RFC 3161 timestamp tokens.
+    SIGNING_TIME_IN_FUTURE = "signing_time_in_future"
     TIMESTAMP_REQUIRED = "timestamp_required"
     TIMESTAMP_MALFORMED = "timestamp_malformed"
     TIMESTAMP_INVALID = "timestamp_invalid"
@@ -73,6 +74,11 @@ class Reason(StrEnum):
     ATTACHMENT_TOO_LARGE = "attachment_too_large"
     ATTACHMENT_SIZE_MISMATCH = "attachment_size_mismatch"
     ATTACHMENT_DIGEST_MISMATCH = "attachment_digest_mismatch"
+    # 14. Routing rules the router applies to an envelope that verified.
+    ATTACHMENT_UNDECLARED = "attachment_undeclared"
+    STATUS_UNRELATED = "status_unrelated"
+    # Transport: a body that is not a lienthong submission at all (dead-lettered).
+    MALFORMED_SUBMISSION = "malformed_submission"
 
 
 DESCRIPTIONS: dict[Reason, str] = {
@@ -99,7 +105,9 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.KEY_USAGE_INVALID: "A signer's certificate is not for signing documents.",
     Reason.CRL_MISSING: "No CRL is loaded for an issuer in the chain.",
     Reason.CRL_EXPIRED: "The CRL for an issuer in the chain is past its nextUpdate.",
-    Reason.CRL_INVALID: "The CRL for an issuer is not signed by that issuer's key.",
+    Reason.CRL_INVALID: (
+        "No usable CRL: not signed by the issuer's key, issuer not a CRL signer, or future-dated."
+    ),
     Reason.CERTIFICATE_REVOKED: "A certificate in the chain was revoked by the trusted time.",
     Reason.SEAL_MISSING: "No signer holds an organisation (seal) certificate.",
     Reason.MULTIPLE_SEALS: "More than one signer holds an organisation certificate.",
@@ -108,6 +116,7 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.SENDER_UNKNOWN: "The sender is not a registered agency.",
     Reason.SENDER_DISABLED: "The sender agency is disabled.",
     Reason.CERTIFICATE_NOT_REGISTERED: "The seal certificate is not registered for the sender.",
+    Reason.SIGNING_TIME_IN_FUTURE: "A signer's signingTime is after the trusted time.",
     Reason.TIMESTAMP_REQUIRED: "Policy requires an RFC 3161 timestamp on every signer.",
     Reason.TIMESTAMP_MALFORMED: "A timestamp token is not a well-formed RFC 3161 token.",
     Reason.TIMESTAMP_INVALID: "A timestamp token's signature does not verify.",
@@ -124,4 +133,7 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.ATTACHMENT_TOO_LARGE: "An attachment is larger than the configured limit.",
     Reason.ATTACHMENT_SIZE_MISMATCH: "An attachment's size differs from the manifest.",
     Reason.ATTACHMENT_DIGEST_MISMATCH: "An attachment's SHA-256 differs from the manifest.",
+    Reason.ATTACHMENT_UNDECLARED: "The submission carries a file the manifest does not list.",
+    Reason.STATUS_UNRELATED: "A status update answers no message its sender received.",
+    Reason.MALFORMED_SUBMISSION: "The message body is not a lienthong submission.",
 }

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtensionOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -62,6 +63,14 @@ CA_POLICY = (
     .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _require_cert_sign)
 )
 EE_POLICY = ExtensionPolicy.permit_all()
+# lienthong does no certificate-policy processing (RFC 5280 6.1.3 d-f, 6.1.4 a-b/g-i), so a path in
+# which a certificate constrains it is refused, critical or not: cryptography refuses the critical
+# ones as unhandled, and a non-critical requireExplicitPolicy must not be silently ignored.
+_POLICY_CONTROLS = {
+    ExtensionOID.POLICY_CONSTRAINTS: "policyConstraints",
+    ExtensionOID.POLICY_MAPPINGS: "policyMappings",
+    ExtensionOID.INHIBIT_ANY_POLICY: "inhibitAnyPolicy",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,9 @@ class CrlFacts:
     only_user_certs: bool
     only_ca_certs: bool
     partial: bool  # delta CRL, indirect CRL, reason-partitioned: not a complete CRL for us
+    # The issuingDistributionPoint's names: the CRL covers only certificates whose
+    # cRLDistributionPoints name one of them. None: no distribution point, it covers them all.
+    scope: frozenset[x509.GeneralName] | None
 
 
 def crl_facts(crl: x509.CertificateRevocationList) -> CrlFacts:
@@ -90,10 +102,13 @@ def crl_facts(crl: x509.CertificateRevocationList) -> CrlFacts:
         number = -1
     only_user = only_ca = False
     partial = False
+    scope: frozenset[x509.GeneralName] | None = None
     for ext in crl.extensions:
         value = ext.value
         if isinstance(value, x509.IssuingDistributionPoint):
             only_user, only_ca = value.only_contains_user_certs, value.only_contains_ca_certs
+            if value.full_name is not None or value.relative_name is not None:
+                scope = _point_names(value.full_name, value.relative_name, crl.issuer)
             partial = partial or bool(
                 value.indirect_crl or value.only_some_reasons or value.only_contains_attribute_certs
             )
@@ -111,7 +126,34 @@ def crl_facts(crl: x509.CertificateRevocationList) -> CrlFacts:
         only_user_certs=only_user,
         only_ca_certs=only_ca,
         partial=partial,
+        scope=scope,
     )
+
+
+def _point_names(
+    full_name: Iterable[x509.GeneralName] | None,
+    relative_name: x509.RelativeDistinguishedName | None,
+    crl_issuer: x509.Name,
+) -> frozenset[x509.GeneralName]:
+    """A distribution point's names; a relative name is relative to the CRL issuer."""
+    if full_name is not None:
+        return frozenset(full_name)
+    if relative_name is not None:
+        return frozenset({x509.DirectoryName(x509.Name([*crl_issuer.rdns, relative_name]))})
+    return frozenset()
+
+
+def _distribution_points(cert: CertFacts) -> frozenset[x509.GeneralName]:
+    """Names of the CRLs the certificate's own issuer publishes for it (RFC 5280 6.3.3 b)."""
+    try:
+        points = cert.cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    names: set[x509.GeneralName] = set()
+    for point in points:
+        if not point.crl_issuer:  # a cRLIssuer's CRL is an indirect CRL: not used here
+            names |= _point_names(point.full_name, point.relative_name, cert.cert.issuer)
+    return frozenset(names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +229,14 @@ class TrustStore:
         self, cert: CertFacts, issuer: CertFacts, at: dt.datetime, now: dt.datetime
     ) -> tuple[dt.datetime, dt.datetime, bool]:
         """Check ``cert`` against its issuer's CRL; return the CRL's freshness window."""
+        points = _distribution_points(cert)
         candidates = [
             c
             for c in self._crls.get(cert.issuer_der, ())
             if not c.partial
             and not (c.only_user_certs and cert.is_ca)
             and not (c.only_ca_certs and not cert.is_ca)
+            and (c.scope is None or not c.scope.isdisjoint(points))
         ]
         if not candidates:
             raise Rejected(Reason.CRL_MISSING, f"no CRL is loaded for the issuer of {_who(cert)}")
@@ -265,22 +309,27 @@ class TrustStore:
         ):
             self._cache.move_to_end(key)
             return cached
-        result = self._judge(signer, intermediates, at, now)
+        result = self.check_path(signer, intermediates, at=at, now=now)
         if result.unrevoked:
             self._cache[key] = result
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return result
 
-    def _judge(
+    def check_path(
         self,
         signer: CertFacts,
         intermediates: Sequence[CertFacts],
+        *,
         at: dt.datetime,
         now: dt.datetime,
+        require_document_signing: bool = True,
     ) -> ChainResult:
+        """``judge`` without its cache; ``require_document_signing=False`` skips the key-usage
+        check of the signer (for path-validation test suites whose end entities are not
+        document signers). The verifier always goes through ``judge``."""
         chain = self.validate_path(signer, intermediates, at)
-        if signer.usage_problem is not None:
+        if require_document_signing and signer.usage_problem is not None:
             raise Rejected(Reason.KEY_USAGE_INVALID, f"{_who(signer)}: {signer.usage_problem}")
         fresh_from, fresh_until, unrevoked = _FAR_PAST, _FAR_FUTURE, True
         for cert, issuer in itertools.pairwise(chain):
@@ -317,6 +366,14 @@ class TrustStore:
         for cert in verified.chain[1:]:
             fp = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
             chain.append(by_fp[fp])
+        for link in chain[:-1]:  # the trust anchor's own extensions constrain nothing
+            for ext in link.cert.extensions:
+                if ext.oid in _POLICY_CONTROLS:
+                    raise Rejected(
+                        Reason.UNTRUSTED_CHAIN,
+                        f"{_who(link)} carries {_POLICY_CONTROLS[ext.oid]}, and lienthong does "
+                        "no certificate-policy processing",
+                    )
         return tuple(chain)
 
     def _diagnose(

@@ -14,8 +14,8 @@ closed: the first failing check, in this fixed order, names the one reason of a 
  7. per signer: revocation by current CRLs (missing or stale CRL rejects)
  8. sender binding: exactly one seal, organizationIdentifier == sender, personal signers of the
     same agency, the sender registered and active with that seal certificate pinned
- 9. timestamp tokens (TSA chain, timeStamping EKU, imprint, genTime near signingTime), and the
-    policy's requirement of one
+ 9. time: no signingTime after the trusted time (beyond the skew); timestamp tokens (TSA chain,
+    timeStamping EKU, imprint, genTime near signingTime), and the policy's requirement of one
 10. freshness of created_at (when the policy sets a window)
 11. replay: a message_id seen before with other bytes
 12. recipients registered and active
@@ -212,7 +212,7 @@ class Verifier:
         # 8. Sender binding.
         seal = self._bind_sender(header, signers)
         # 9. Timestamps.
-        self._check_timestamps(signers)
+        self._check_timestamps(signers, now)
         # 10. Freshness.
         freshness = self.policy.freshness
         if freshness is not None:
@@ -355,7 +355,16 @@ class Verifier:
 
     # --- step 9 ----------------------------------------------------------------------------
 
-    def _check_timestamps(self, signers: Sequence[_Signer]) -> None:
+    def _check_timestamps(self, signers: Sequence[_Signer], now: dt.datetime) -> None:
+        for signer in signers:
+            trusted = signer.proof.gen_time if signer.proof is not None else now
+            if signer.signing_time > trusted + self.policy.timestamp_skew:
+                raise Rejected(
+                    Reason.SIGNING_TIME_IN_FUTURE,
+                    f"'{signer.cert.display_name}' claims signingTime "
+                    f"{signer.signing_time.isoformat()}, after the trusted time "
+                    f"{trusted.isoformat()}",
+                )
         for signer in signers:
             if signer.token_problem is not None:
                 raise signer.token_problem

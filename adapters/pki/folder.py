@@ -10,7 +10,8 @@ Layout (all PEM; private keys 0600, unencrypted: this is a development PKI)::
     DIR/agencies/<code>/seal.{pem,key}    organisation certificate of the agency
     DIR/agencies/<code>/leader.{pem,key}  personal certificate of its leader
     DIR/tsa/tsa.{pem,key}             time-stamping certificate (critical timeStamping EKU)
-    DIR/bus/bus.{pem,key}             the bus's own certificate
+    DIR/bus/bus.{pem,key}             the bus's own certificate (signs rejection notices)
+    DIR/admin/admin.{pem,key}         an administrator's credential for the API
     DIR/registry.json                 agencies and their seal fingerprints, for ``verify``
 """
 
@@ -131,6 +132,10 @@ class DevPki:
         return self.root / "bus" / "bus.pem", self.root / "bus" / "bus.key"
 
     @property
+    def admin(self) -> tuple[Path, Path]:
+        return self.root / "admin" / "admin.pem", self.root / "admin" / "admin.key"
+
+    @property
     def registry(self) -> Path:
         return self.root / "registry.json"
 
@@ -163,7 +168,14 @@ class DevPki:
             raise InputError(f"{self.root} already holds a PKI (pass --force to replace it)")
         now = now or dt.datetime.now(dt.UTC)
         self.root.mkdir(parents=True, exist_ok=True)
-        root_key = p.generate_key(algorithm)
+        # cryptography's path validator accepts Ed25519 keys in end-entity certificates only, so
+        # an Ed25519 PKI keeps ECDSA P-256 for its CAs (pyca/cryptography#13391).
+        ca_algorithm = (
+            p.KeyAlgorithm.EC_P256
+            if p.KeyAlgorithm(algorithm) is p.KeyAlgorithm.ED25519
+            else algorithm
+        )
+        root_key = p.generate_key(ca_algorithm)
         root_profile = p.root_profile()
         root = p.build_certificate(
             root_profile,
@@ -173,7 +185,7 @@ class DevPki:
             p.Validity.starting(now, 20 * 365),
             x509.random_serial_number(),
         )
-        issuing_key = p.generate_key(algorithm)
+        issuing_key = p.generate_key(ca_algorithm)
         issuing = p.build_certificate(
             p.issuing_profile(),
             issuing_key.public_key(),
@@ -200,6 +212,11 @@ class DevPki:
         self._save(state)
         self._issue_leaf(p.tsa_profile(), *self.tsa, now)
         self._issue_leaf(p.bus_profile(BUS_CODE), *self.bus, now)
+        self._issue_leaf(
+            p.personal_profile(BUS_CODE, "lienthong", "Quản trị viên trục", "Quản trị hệ thống"),
+            *self.admin,
+            now,
+        )
         for agency in agencies:
             self.issue_agency(agency, now=now)
         self.refresh_crls(now=now)
