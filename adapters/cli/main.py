@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from adapters.cli import envelopes, pki
+from adapters.cli import bus, envelopes, pki
 from adapters.cli.output import EXIT_UNUSABLE
 from exchange.errors import LienthongError
 
@@ -19,6 +19,11 @@ app.add_typer(pki.app, name="pki")
 app.add_typer(envelopes.header_app, name="header")
 app.command("sign")(envelopes.sign)
 app.command("verify")(envelopes.verify)
+app.add_typer(bus.db_app, name="db")
+app.add_typer(bus.agency_app, name="agency")
+app.add_typer(bus.crl_app, name="crl")
+for command in (bus.router, bus.api, bus.run, bus.send, bus.pull, bus.ack, bus.trace):
+    app.command()(command)
 
 
 def main() -> None:
@@ -27,3 +32,7 @@ def main() -> None:
     except LienthongError as exc:
         typer.echo(f"lienthong: {exc}", err=True)
         raise SystemExit(EXIT_UNUSABLE) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""RabbitMQ: the durable, load-levelling path into the router (aio-pika)."""

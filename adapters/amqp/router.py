@@ -1,0 +1,206 @@
+"""The router process: consume the router queue in batches, route, commit, then acknowledge.
+
+One batch is what arrived within ``batch_wait_ms`` of its first message, up to ``batch_max``
+(never more than the prefetch window). It is routed in a worker thread (verification is CPU
+work) and committed in one transaction; only then is each message acknowledged — or returned to
+the queue (an unexpected error: the delivery limit dead-letters a poison message), or rejected
+to the dead-letter exchange (not a submission at all). While the database is unreachable the
+router keeps its batch and retries with backoff, so an outage does not count against the
+delivery limit. On SIGTERM it stops consuming, finishes the batch in hand, and returns the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import aio_pika
+import sqlalchemy as sa
+from aio_pika.abc import AbstractIncomingMessage
+from aiormq.exceptions import AMQPError
+
+from adapters.amqp.topology import Topology, declare
+from exchange.routing import Incoming, Outcome
+
+log = logging.getLogger(__name__)
+
+RouteFn = Callable[[Sequence[Incoming]], list[Outcome]]
+DeadFn = Callable[[bytes, str | None, str, str], None]
+
+
+@dataclass
+class RouterStats:
+    batches: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    dead_lettered: int = 0
+    db_retries: int = 0
+
+    def count(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.value] = self.outcomes.get(outcome.value, 0) + 1
+
+
+class RouterService:
+    def __init__(
+        self,
+        url: str,
+        topology: Topology,
+        route: RouteFn,
+        record_dead: DeadFn,
+        *,
+        prefetch: int = 256,
+        batch_max: int = 256,
+        batch_wait_ms: int = 5,
+        name: str = "lienthong-router",
+        before_batch: Callable[[], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.topology = topology
+        self.route = route
+        self.record_dead = record_dead
+        self.prefetch = prefetch
+        self.batch_max = min(batch_max, prefetch)
+        self.batch_wait = batch_wait_ms / 1000
+        self.name = name
+        self.before_batch = before_batch
+        self.stats = RouterStats()
+        self._queue: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        connection = await aio_pika.connect_robust(
+            self.url, client_properties={"connection_name": self.name}
+        )
+        try:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self.prefetch)
+            declared = await declare(channel, self.topology)
+            router_tag = await declared.router.consume(self._queue.put)
+            dead_tag = await declared.dead.consume(self._on_dead)
+            log.info("router consuming %s (prefetch %d)", self.topology.router_queue, self.prefetch)
+            if ready is not None:
+                ready.set()
+            while not stop.is_set():
+                batch = await self._gather(stop)
+                if batch:
+                    await self._process(batch, stop)
+            with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
+                await declared.router.cancel(router_tag)
+                await declared.dead.cancel(dead_tag)
+            await self._return_unprocessed()
+        finally:
+            with contextlib.suppress(AMQPError, ConnectionError, OSError):
+                await connection.close()
+
+    async def _gather(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
+        try:
+            first = await asyncio.wait_for(self._queue.get(), timeout=0.2)
+        except TimeoutError:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.batch_wait
+        while len(batch) < self.batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or stop.is_set():
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    def _route(self, incoming: Sequence[Incoming]) -> list[Outcome]:
+        if self.before_batch is not None:
+            self.before_batch()
+        return self.route(incoming)
+
+    async def _process(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
+        incoming = [Incoming(m.body, m.message_id) for m in batch]
+        delay = 0.2
+        while True:
+            try:
+                outcomes = await asyncio.to_thread(self._route, incoming)
+                break
+            except sa.exc.IntegrityError:
+                # Another router stored one of these first; deciding again sees its rows.
+                self.stats.db_retries += 1
+                continue
+            except sa.exc.DBAPIError as exc:
+                self.stats.db_retries += 1
+                log.warning("database unavailable (%s); retrying in %.1fs", exc.orig, delay)
+                if stop.is_set():
+                    await self._settle(batch, requeue=True)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.stats.batches += 1
+        for message, outcome in zip(batch, outcomes, strict=True):
+            self.stats.count(outcome)
+            try:
+                if outcome is Outcome.DEAD_LETTER:
+                    await message.reject(requeue=False)
+                elif outcome is Outcome.RETRY:
+                    await message.nack(requeue=True)
+                else:
+                    await message.ack()
+            except (AMQPError, ConnectionError, RuntimeError) as exc:
+                # The channel went away; the broker redelivers and the digest absorbs it.
+                log.warning("could not settle a message (%s); it will be redelivered", exc)
+
+    async def _settle(self, batch: list[AbstractIncomingMessage], *, requeue: bool) -> None:
+        for message in batch:
+            with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
+                await message.nack(requeue=requeue)
+
+    async def _return_unprocessed(self) -> None:
+        pending = []
+        while not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        await self._settle(pending, requeue=True)
+
+    async def _on_dead(self, message: AbstractIncomingMessage) -> None:
+        reason, detail = dead_reason(message)
+        try:
+            await asyncio.to_thread(
+                self.record_dead, message.body, message.message_id, reason, detail
+            )
+        except sa.exc.DBAPIError as exc:
+            log.warning("could not record a dead letter (%s); it stays queued", exc.orig)
+            with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
+                await message.nack(requeue=True)
+            await asyncio.sleep(1)
+            return
+        self.stats.dead_lettered += 1
+        with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
+            await message.ack()
+
+
+def dead_reason(message: AbstractIncomingMessage) -> tuple[str, str]:
+    deaths = (message.headers or {}).get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        death = deaths[0]
+        why = _text(death.get("reason", "unknown"))
+        count = _text(death.get("count", 1))
+        queue = _text(death.get("queue", "?"))
+        if why == "delivery_limit":
+            return "delivery_limit_exceeded", f"failed {count} time(s) in {queue}"
+        if why == "rejected":
+            return "malformed_submission", f"refused by the router from {queue}"
+        return why, f"dead-lettered from {queue}"
+    return "unknown", "dead-lettered without x-death"
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()

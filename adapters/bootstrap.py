@@ -1,0 +1,88 @@
+"""The one place where adapters are wired into the core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from adapters.blobstore import FileBlobStore
+from adapters.db import migrate
+from adapters.db.engine import create_engine
+from adapters.db.registry import CachedRegistry
+from adapters.db.routing import SqlRoutingStore
+from adapters.files import load_certificates, load_private_key
+from adapters.settings import Settings
+from adapters.trustsync import CrlSync
+from exchange.errors import ConfigurationError
+from exchange.notices import BusNotary
+from exchange.ports import Clock, SystemClock
+from exchange.routing import Router
+from exchange.signing import SigningKey
+from exchange.trust import TrustStore
+from exchange.verification import Verifier
+
+
+@dataclass
+class Bus:
+    settings: Settings
+    engine: sa.Engine
+    trust: TrustStore
+    crl_sync: CrlSync
+    registry: CachedRegistry
+    store: SqlRoutingStore
+    blobs: FileBlobStore
+    verifier: Verifier
+    router: Router
+    clock: Clock
+
+
+def database(settings: Settings, *, upgrade: bool = False) -> sa.Engine:
+    engine = create_engine(settings.database)
+    if upgrade:
+        migrate.upgrade(engine)
+    elif not migrate.is_current(engine):
+        raise ConfigurationError(
+            f"the database at {engine.url.render_as_string(hide_password=True)} is not at the "
+            "current schema: run `lienthong db upgrade`"
+        )
+    return engine
+
+
+def trust_store(settings: Settings) -> TrustStore:
+    if settings.trust_anchors is None:
+        raise ConfigurationError(
+            "no trust anchors: set LIENTHONG_TRUST_ANCHORS (or LIENTHONG_PKI_DIR)"
+        )
+    anchors = load_certificates(settings.trust_anchors, "trust anchor file")
+    return TrustStore(anchors, max_chain_depth=settings.max_chain_depth)
+
+
+def build(settings: Settings, *, upgrade: bool = False, clock: Clock | None = None) -> Bus:
+    settings = settings.resolved()
+    clock = clock or SystemClock()
+    engine = database(settings, upgrade=upgrade)
+    trust = trust_store(settings)
+    crl_sync = CrlSync(trust, engine, list(settings.crl_files), interval=settings.crl_poll_s)
+    registry = CachedRegistry(engine)
+    store = SqlRoutingStore(engine, bus_code=settings.bus_code)
+    blobs = FileBlobStore(settings.data_dir / "blobs")
+    verifier = Verifier(trust, registry, clock, settings.policy(), replay=store)
+    notary = None
+    if settings.bus_cert is not None and settings.bus_key is not None:
+        certs = load_certificates(settings.bus_cert, "bus certificate")
+        notary = BusNotary(
+            settings.bus_code,
+            SigningKey(certs[0], load_private_key(settings.bus_key)),
+            clock,
+            chain=certs[1:],
+        )
+    router = Router(
+        verifier,
+        store,
+        blobs,
+        clock,
+        max_inline_bytes=settings.max_inline_attachment_bytes,
+        notices=notary,
+    )
+    return Bus(settings, engine, trust, crl_sync, registry, store, blobs, verifier, router, clock)

@@ -1,0 +1,455 @@
+"""The router's side of the database: what was processed, and recording a batch of decisions.
+
+``commit`` writes a whole batch in one transaction: messages, inbox entries, attachment
+references, rejections, rejection notices and trace events. It settles races between routers
+here: a message id already stored with the same bytes is a duplicate, with other bytes a replay.
+On PostgreSQL two routers inserting the same id at once collide on the primary key; the loser
+gets an IntegrityError and the caller retries the batch, which then sees the stored row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from adapters.db import trace
+from adapters.db.tables import (
+    agencies,
+    blob_uploads,
+    blobs,
+    dead_letters,
+    inbox,
+    message_attachments,
+    messages,
+    rejections,
+)
+from exchange import submission
+from exchange.envelope import envelope_digest
+from exchange.ports import Measured
+from exchange.reasons import Reason
+from exchange.routing import (
+    Accept,
+    Decision,
+    Duplicate,
+    Failed,
+    Notice,
+    Outcome,
+    Parties,
+    Reject,
+    Unparseable,
+    loose_identity,
+)
+from exchange.tracing import Event, TraceEvent, subject_for
+from exchange.verification import Accepted, SignerSummary
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def signer_json(s: SignerSummary) -> dict[str, Any]:
+    return {
+        "role": s.role.value,
+        "name": s.name,
+        "title": s.title,
+        "organization": s.organization,
+        "agency_code": s.agency_code,
+        "fingerprint_sha256": s.fingerprint,
+        "serial": s.serial,
+        "issuer": s.issuer,
+        "signing_time": s.signing_time.isoformat(),
+        "timestamp": s.timestamp.isoformat() if s.timestamp else None,
+        "tsa": s.tsa,
+    }
+
+
+class SqlRoutingStore:
+    """RoutingStore and ReplayGuard over SQLAlchemy."""
+
+    def __init__(self, engine: sa.Engine, *, bus_code: str) -> None:
+        self.engine = engine
+        self.bus_code = bus_code
+
+    # --- questions asked while deciding ---------------------------------------------------
+
+    def processed(self, digests: Collection[str]) -> set[str]:
+        found: set[str] = set()
+        items = sorted(set(digests))
+        if not items:
+            return found
+        with self.engine.connect() as conn:
+            for chunk in _chunks(items):
+                found.update(
+                    conn.execute(
+                        sa.select(messages.c.envelope_digest).where(
+                            messages.c.envelope_digest.in_(chunk)
+                        )
+                    ).scalars()
+                )
+                found.update(
+                    conn.execute(
+                        sa.select(rejections.c.envelope_digest).where(
+                            rejections.c.envelope_digest.in_(chunk)
+                        )
+                    ).scalars()
+                )
+        return found
+
+    def uploaded_blob(self, sha256: str, agency: str) -> Measured | None:
+        with self.engine.connect() as conn:
+            size = conn.execute(
+                sa.select(blobs.c.size)
+                .join(blob_uploads, blob_uploads.c.sha256 == blobs.c.sha256)
+                .where(blobs.c.sha256 == sha256, blob_uploads.c.agency_code == agency)
+            ).scalar()
+        return None if size is None else Measured(size, sha256)
+
+    def parties(self, message_id: str) -> Parties | None:
+        with self.engine.connect() as conn:
+            sender = conn.execute(
+                sa.select(messages.c.sender).where(messages.c.message_id == message_id)
+            ).scalar()
+            if sender is None:
+                return None
+            recipients = conn.execute(
+                sa.select(inbox.c.recipient).where(inbox.c.message_id == message_id)
+            ).scalars()
+            return Parties(sender, frozenset(recipients))
+
+    def envelope_digest(self, message_id: Any) -> str | None:
+        with self.engine.connect() as conn:
+            value: str | None = conn.execute(
+                sa.select(messages.c.envelope_digest).where(
+                    messages.c.message_id == str(message_id)
+                )
+            ).scalar()
+        return value
+
+    # --- recording ------------------------------------------------------------------------
+
+    def commit(self, decisions: Sequence[Decision]) -> list[Outcome]:
+        with self.engine.begin() as conn:
+            return _Batch(conn, self.bus_code).record(decisions)
+
+
+class _Batch:
+    def __init__(self, conn: sa.Connection, bus_code: str) -> None:
+        self.conn = conn
+        self.bus_code = bus_code
+        self.events: list[TraceEvent] = []
+        self.message_rows: list[dict[str, Any]] = []
+        self.inbox_rows: list[dict[str, Any]] = []
+        self.attachment_rows: list[dict[str, Any]] = []
+        self.rejection_rows: list[dict[str, Any]] = []
+
+    def record(self, decisions: Sequence[Decision]) -> list[Outcome]:
+        accepted_ids = [
+            str(d.accepted.header.message_id) for d in decisions if isinstance(d, Accept)
+        ]
+        stored = self._stored_digests(accepted_ids)
+        rejected = self._rejected_digests(
+            [d.digest for d in decisions if isinstance(d, Reject | Accept)]
+        )
+        active = self._active_agencies(
+            {d.sender for d in decisions if isinstance(d, Reject) and d.sender}
+        )
+        outcomes: list[Outcome] = []
+        for decision in decisions:
+            if isinstance(decision, Accept):
+                message_id = str(decision.accepted.header.message_id)
+                earlier = stored.get(message_id)
+                if earlier is None:
+                    stored[message_id] = decision.digest
+                    self._store(decision)
+                    outcomes.append(Outcome.STORED)
+                elif earlier == decision.digest:
+                    self._duplicate(decision.digest, message_id, decision.received_at)
+                    outcomes.append(Outcome.DUPLICATE)
+                else:
+                    # Another router stored this id first, with other bytes: a replay.
+                    header = decision.accepted.header
+                    self._reject(
+                        Reject(
+                            Reason.REPLAY,
+                            f"message_id {message_id} was accepted before with other bytes",
+                            decision.digest,
+                            decision.received_at,
+                            message_id,
+                            header.sender,
+                        ),
+                        rejected,
+                        active,
+                    )
+                    outcomes.append(Outcome.REJECTED)
+            elif isinstance(decision, Reject):
+                outcomes.append(self._reject(decision, rejected, active))
+            elif isinstance(decision, Duplicate):
+                self._duplicate(decision.digest, decision.message_id, decision.received_at)
+                outcomes.append(Outcome.DUPLICATE)
+            elif isinstance(decision, Unparseable):
+                subject = subject_for(None, decision.digest)
+                self.events += [
+                    TraceEvent(subject, Event.SUBMITTED, decision.received_at),
+                    TraceEvent(
+                        subject,
+                        Event.REJECTED,
+                        decision.received_at,
+                        reason=Reason.MALFORMED_SUBMISSION.value,
+                        detail=decision.detail,
+                    ),
+                ]
+                outcomes.append(Outcome.DEAD_LETTER)
+            elif isinstance(decision, Failed):
+                outcomes.append(Outcome.RETRY)
+        self._flush()
+        return outcomes
+
+    def _stored_digests(self, message_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(sorted(set(message_ids))):
+            for message_id, digest in self.conn.execute(
+                sa.select(messages.c.message_id, messages.c.envelope_digest).where(
+                    messages.c.message_id.in_(chunk)
+                )
+            ):
+                found[message_id] = digest
+        return found
+
+    def _rejected_digests(self, digests: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(digests))):
+            found.update(
+                self.conn.execute(
+                    sa.select(rejections.c.envelope_digest).where(
+                        rejections.c.envelope_digest.in_(chunk)
+                    )
+                ).scalars()
+            )
+        return found
+
+    def _active_agencies(self, codes: set[str]) -> set[str]:
+        if not codes:
+            return set()
+        return set(
+            self.conn.execute(
+                sa.select(agencies.c.code).where(
+                    agencies.c.code.in_(sorted(codes)), agencies.c.active
+                )
+            ).scalars()
+        )
+
+    def _store(self, decision: Accept) -> None:
+        accepted: Accepted = decision.accepted
+        header = accepted.header
+        message_id = str(header.message_id)
+        now = decision.received_at
+        sender = header.sender
+        self.message_rows.append(
+            {
+                "message_id": message_id,
+                "kind": header.kind,
+                "sender": sender,
+                "envelope_digest": decision.digest,
+                "header": decision.header,
+                "signature": decision.signature,
+                "signers": [signer_json(accepted.seal)]
+                + [signer_json(s) for s in accepted.personal],
+                "subject": header.document.subject if header.document else None,
+                "for_message_id": str(header.status.for_message_id) if header.status else None,
+                "status_code": header.status.code.value if header.status else None,
+                "created_at": header.created_at,
+                "trusted_time": accepted.trusted_time,
+                "time_source": accepted.time_source,
+                "received_at": now,
+            }
+        )
+        for ref in header.attachments:
+            self.attachment_rows.append(
+                {
+                    "message_id": message_id,
+                    "name": ref.name,
+                    "sha256": ref.sha256,
+                    "size": ref.size,
+                    "media_type": ref.media_type,
+                }
+            )
+        seal = accepted.seal
+        self.events += [
+            TraceEvent(message_id, Event.SUBMITTED, now, sender=sender, actor=sender),
+            TraceEvent(
+                message_id,
+                Event.VERIFIED,
+                now,
+                sender=sender,
+                detail=f"seal {seal.name} sha256:{seal.fingerprint}; "
+                f"{len(accepted.personal)} personal signer(s); "
+                f"trusted time {accepted.trusted_time.isoformat()} ({accepted.time_source})",
+            ),
+            TraceEvent(message_id, Event.STORED, now, sender=sender),
+        ]
+        for recipient in header.recipients:
+            self.inbox_rows.append(
+                {"message_id": message_id, "recipient": recipient, "delivered_at": now}
+            )
+            self.events.append(
+                TraceEvent(message_id, Event.DELIVERED, now, sender=sender, recipient=recipient)
+            )
+        if header.status is not None:
+            about = str(header.status.for_message_id)
+            self.events.append(
+                TraceEvent(
+                    about,
+                    Event.STATUS,
+                    now,
+                    sender=header.recipients[0],
+                    actor=sender,
+                    detail=f"{header.status.code.value} {header.status.code.name.lower()} "
+                    f"(status message {message_id})",
+                )
+            )
+
+    def _reject(self, decision: Reject, rejected: set[str], active: set[str]) -> Outcome:
+        if decision.digest in rejected:
+            self._duplicate(decision.digest, decision.message_id, decision.received_at)
+            return Outcome.DUPLICATE
+        rejected.add(decision.digest)
+        self.rejection_rows.append(
+            {
+                "envelope_digest": decision.digest,
+                "message_id": decision.message_id,
+                "sender": decision.sender,
+                "reason": decision.reason.value,
+                "detail": decision.detail,
+                "rejected_at": decision.received_at,
+            }
+        )
+        subject = subject_for(decision.message_id, decision.digest)
+        self.events += [
+            TraceEvent(subject, Event.SUBMITTED, decision.received_at, sender=decision.sender),
+            TraceEvent(
+                subject,
+                Event.REJECTED,
+                decision.received_at,
+                sender=decision.sender,
+                reason=decision.reason.value,
+                detail=decision.detail,
+            ),
+        ]
+        if decision.notice is not None and decision.sender in active:
+            self._notice(decision.notice, subject, decision.received_at)
+        return Outcome.REJECTED
+
+    def _notice(self, notice: Notice, about: str, now: dt.datetime) -> None:
+        self.message_rows.append(
+            {
+                "message_id": notice.message_id,
+                "kind": "status",
+                "sender": self.bus_code,
+                "envelope_digest": envelope_digest(notice.header, notice.signature),
+                "header": notice.header,
+                "signature": notice.signature,
+                "signers": [],
+                "subject": None,
+                "for_message_id": about if not about.startswith("digest:") else None,
+                "status_code": "02",
+                "created_at": now,
+                "trusted_time": now,
+                "time_source": "clock",
+                "received_at": now,
+            }
+        )
+        self.inbox_rows.append(
+            {"message_id": notice.message_id, "recipient": notice.recipient, "delivered_at": now}
+        )
+        self.events += [
+            TraceEvent(
+                about,
+                Event.NOTICE,
+                now,
+                sender=notice.recipient,
+                recipient=notice.recipient,
+                detail=f"rejection notice {notice.message_id}",
+            ),
+            TraceEvent(notice.message_id, Event.STORED, now, sender=self.bus_code),
+            TraceEvent(
+                notice.message_id,
+                Event.DELIVERED,
+                now,
+                sender=self.bus_code,
+                recipient=notice.recipient,
+            ),
+        ]
+
+    def _duplicate(self, digest: str, message_id: str | None, now: dt.datetime) -> None:
+        self.events.append(
+            TraceEvent(
+                subject_for(message_id, digest),
+                Event.DUPLICATE,
+                now,
+                detail=f"same bytes again (envelope {digest[:16]}...); nothing delivered twice",
+            )
+        )
+
+    def _flush(self) -> None:
+        if self.message_rows:
+            self.conn.execute(messages.insert(), self.message_rows)
+        if self.attachment_rows:
+            self.conn.execute(message_attachments.insert(), self.attachment_rows)
+        if self.inbox_rows:
+            self.conn.execute(inbox.insert(), self.inbox_rows)
+        if self.rejection_rows:
+            self.conn.execute(rejections.insert(), self.rejection_rows)
+        trace.append(self.conn, self.events)
+
+
+def record_dead_letter(
+    engine: sa.Engine,
+    body: bytes,
+    transport_id: str | None,
+    reason: str,
+    detail: str,
+    now: dt.datetime,
+) -> None:
+    """Keep a dead-lettered body for administrators and trace it under its message or digest."""
+    message_id = sender = None
+    digest = hashlib.sha256(body).hexdigest()
+    try:
+        sub = submission.decode(
+            body,
+            max_header=1 << 20,
+            max_signature=1 << 20,
+            max_attachments=1 << 10,
+            max_inline_bytes=1 << 30,
+        )
+        digest = envelope_digest(sub.header, sub.signature)
+        message_id, sender = loose_identity(sub.header)
+    except submission.SubmissionError:
+        pass
+    with engine.begin() as conn:
+        conn.execute(
+            dead_letters.insert().values(
+                envelope_digest=digest,
+                transport_id=transport_id,
+                reason=reason,
+                detail=detail,
+                body=body,
+                dead_at=now,
+            )
+        )
+        trace.append(
+            conn,
+            [
+                TraceEvent(
+                    subject_for(message_id, digest),
+                    Event.DEAD_LETTERED,
+                    now,
+                    sender=sender,
+                    reason=reason,
+                    detail=detail,
+                )
+            ],
+        )

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): submission, blobs, inboxes, sent messages, registry and trace."""

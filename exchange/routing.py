@@ -1,0 +1,282 @@
+"""Routing: what the router decides for each submission, and what it records.
+
+The router takes a batch of submissions (one prefetch window), decides each one — duplicate of
+bytes already processed, accepted, or rejected with one reason — and hands all decisions to the
+store to record in a single transaction. Only after that commit does the transport acknowledge
+them. A decision is pure given the verifier and the store's answers; the store's commit is
+where races between routers are settled (a message id is inserted once; the same id with other
+bytes becomes a replay rejection).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from exchange import submission
+from exchange.envelope import envelope_digest
+from exchange.policy import Limits
+from exchange.ports import Clock, Measured
+from exchange.reasons import Reason
+from exchange.verification import Accepted, Rejection, Verifier
+from schemas.agency import is_agency_code
+from schemas.header import AttachmentRef
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    body: bytes
+    transport_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A bus-signed status envelope telling a sender why its envelope was rejected."""
+
+    header: bytes
+    signature: bytes
+    message_id: str
+    recipient: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    accepted: Accepted
+    header: bytes
+    signature: bytes
+    digest: str
+    received_at: dt.datetime
+    inline: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    reason: Reason
+    detail: str
+    digest: str
+    received_at: dt.datetime
+    message_id: str | None = None
+    sender: str | None = None
+    notice: Notice | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    digest: str
+    received_at: dt.datetime
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unparseable:
+    """Not even a submission: traced, then dead-lettered by the transport."""
+
+    detail: str
+    digest: str
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Deciding raised an unexpected error: returned to the queue, dead-lettered at its limit."""
+
+    detail: str
+    digest: str
+
+
+Decision = Accept | Reject | Duplicate | Unparseable | Failed
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    DEAD_LETTER = "dead_letter"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class Parties:
+    sender: str
+    recipients: frozenset[str]
+
+
+class RoutingStore(Protocol):
+    def processed(self, digests: Collection[str]) -> set[str]:
+        """Which of these envelope digests were already accepted or rejected."""
+        ...
+
+    def uploaded_blob(self, sha256: str, agency: str) -> Measured | None:
+        """A blob ``agency`` uploaded with this digest, if any."""
+        ...
+
+    def parties(self, message_id: str) -> Parties | None:
+        """Sender and recipients of a stored message."""
+        ...
+
+    def commit(self, decisions: Sequence[Decision]) -> list[Outcome]:
+        """Record every decision in one transaction; return what each became."""
+        ...
+
+
+class BlobStore(Protocol):
+    def put(self, content: bytes) -> str:
+        """Store content under its SHA-256 (idempotent); return the hex digest."""
+        ...
+
+
+class NoticeSigner(Protocol):
+    def notice(
+        self, rejected_message_id: str, sender: str, reason: Reason, detail: str
+    ) -> Notice: ...
+
+
+class _Attachments:
+    """Inline attachments of the submission, else blobs the sender uploaded before."""
+
+    def __init__(self, inline: Mapping[str, bytes], store: RoutingStore, header: bytes) -> None:
+        self.inline = inline
+        self.store = store
+        self.header = header
+
+    def measure(self, ref: AttachmentRef) -> Measured | None:
+        content = self.inline.get(ref.name)
+        if content is not None:
+            return Measured(len(content), hashlib.sha256(content).hexdigest())
+        # Asked only once the header has verified, so its sender is the signing agency.
+        _, sender = loose_identity(self.header)
+        return None if sender is None else self.store.uploaded_blob(ref.sha256, sender)
+
+
+class Router:
+    def __init__(
+        self,
+        verifier: Verifier,
+        store: RoutingStore,
+        blobs: BlobStore,
+        clock: Clock,
+        *,
+        max_inline_bytes: int,
+        notices: NoticeSigner | None = None,
+    ) -> None:
+        self.verifier = verifier
+        self.store = store
+        self.blobs = blobs
+        self.clock = clock
+        self.max_inline_bytes = max_inline_bytes
+        self.notices = notices
+
+    @property
+    def limits(self) -> Limits:
+        return self.verifier.policy.limits
+
+    def route(self, batch: Sequence[Incoming]) -> list[Outcome]:
+        """Decide and record a batch; the caller acknowledges only after this returns."""
+        decisions = self.decide(batch)
+        for decision in decisions:
+            if isinstance(decision, Accept):
+                # Written before the commit that references them: content-addressed, so a crash
+                # in between leaves at worst an unreferenced file, never a dangling reference.
+                for content in decision.inline.values():
+                    self.blobs.put(content)
+        return self.store.commit(decisions)
+
+    def decide(self, batch: Sequence[Incoming]) -> list[Decision]:
+        now = self.clock.now()
+        parsed: list[tuple[submission.Submission, str] | Unparseable] = []
+        for item in batch:
+            try:
+                sub = submission.decode(
+                    item.body,
+                    max_header=self.limits.max_header_bytes,
+                    max_signature=self.limits.max_signature_bytes,
+                    max_attachments=self.limits.max_attachments,
+                    max_inline_bytes=self.max_inline_bytes,
+                )
+            except submission.SubmissionError as exc:
+                parsed.append(Unparseable(str(exc), hashlib.sha256(item.body).hexdigest(), now))
+                continue
+            parsed.append((sub, envelope_digest(sub.header, sub.signature)))
+        done = self.store.processed([p[1] for p in parsed if isinstance(p, tuple)])
+        seen: set[str] = set()
+        decisions: list[Decision] = []
+        for p in parsed:
+            if isinstance(p, Unparseable):
+                decisions.append(p)
+                continue
+            sub, digest = p
+            if digest in done or digest in seen:
+                decisions.append(Duplicate(digest, now, loose_identity(sub.header)[0]))
+                continue
+            seen.add(digest)
+            try:
+                decisions.append(self._verify(sub, digest, now))
+            except Exception as exc:
+                log.exception("deciding envelope %s failed", digest)
+                decisions.append(Failed(f"{type(exc).__name__}: {exc}", digest))
+        return decisions
+
+    def _verify(self, sub: submission.Submission, digest: str, now: dt.datetime) -> Decision:
+        source = _Attachments(sub.attachments, self.store, sub.header)
+        verdict = self.verifier.verify(sub.header, sub.signature, source)
+        if isinstance(verdict, Accepted):
+            verdict = self._check_routing(verdict, sub)
+        if isinstance(verdict, Accepted):
+            return Accept(verdict, sub.header, sub.signature, digest, now, sub.attachments)
+        message_id, sender = loose_identity(sub.header)
+        notice = None
+        if self.notices is not None and message_id is not None and sender is not None:
+            notice = self.notices.notice(message_id, sender, verdict.reason, verdict.detail)
+        return Reject(verdict.reason, verdict.detail, digest, now, message_id, sender, notice)
+
+    def _check_routing(
+        self, accepted: Accepted, sub: submission.Submission
+    ) -> Accepted | Rejection:
+        header = accepted.header
+        unused = set(sub.attachments) - {a.name for a in header.attachments}
+        if unused:
+            return Rejection(
+                Reason.ATTACHMENT_UNDECLARED,
+                f"inline attachments not in the manifest: {', '.join(sorted(unused))}",
+            )
+        if header.kind != "status" or header.status is None:
+            return accepted
+        # A status update answers a message its sender received, and goes back to its sender.
+        parties = self.store.parties(str(header.status.for_message_id))
+        if parties is None or header.sender not in parties.recipients:
+            return Rejection(
+                Reason.STATUS_UNRELATED,
+                f"{header.sender} received no message {header.status.for_message_id}",
+            )
+        if header.recipients != [parties.sender]:
+            return Rejection(
+                Reason.STATUS_UNRELATED,
+                f"a status about {header.status.for_message_id} goes to {parties.sender} only",
+            )
+        return accepted
+
+
+log = logging.getLogger(__name__)
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def loose_identity(header: bytes) -> tuple[str | None, str | None]:
+    """message_id and sender of a header that may be invalid in other ways (for traces)."""
+    try:
+        parsed = json.loads(header)
+    except (ValueError, RecursionError):
+        return None, None
+    if not isinstance(parsed, dict):
+        return None, None
+    message_id, sender = parsed.get("message_id"), parsed.get("sender")
+    return (
+        message_id if isinstance(message_id, str) and _UUID.fullmatch(message_id) else None,
+        sender if isinstance(sender, str) and is_agency_code(sender) else None,
+    )

@@ -1,0 +1,92 @@
+"""The trace log's events and its hash chain.
+
+Events are grouped by *subject*: a message id, or ``digest:<hex>`` for a submission that never
+yielded one. Each subject's events form a chain: ``hash = SHA-256(prev_hash || canonical
+event)``, starting from 64 zeros, so that altering, removing or reordering an event breaks every
+later hash of that subject. ``verify_chain`` recomputes a subject's chain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+GENESIS = "0" * 64
+
+
+class Event(StrEnum):
+    SUBMITTED = "submitted"
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+    STORED = "stored"
+    DELIVERED = "delivered"
+    FETCHED = "fetched"
+    ACKNOWLEDGED = "acknowledged"
+    STATUS = "status"  # a status update about this message arrived
+    NOTICE = "notice"  # the bus sent the sender a rejection notice
+    DUPLICATE = "duplicate"  # the same bytes again: absorbed, nothing delivered twice
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    subject: str
+    event: Event
+    at: dt.datetime
+    sender: str | None = None
+    recipient: str | None = None
+    actor: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+    def canonical(self, seq: int) -> bytes:
+        return json.dumps(
+            {
+                "subject": self.subject,
+                "seq": seq,
+                "event": self.event.value,
+                "at": self.at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+                "sender": self.sender,
+                "recipient": self.recipient,
+                "actor": self.actor,
+                "reason": self.reason,
+                "detail": self.detail,
+            },
+            ensure_ascii=False,
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode("utf-8")
+
+
+def chain_hash(prev_hash: str, event: TraceEvent, seq: int) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + event.canonical(seq)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event: TraceEvent
+    seq: int
+    prev_hash: str
+    hash: str
+
+
+def verify_chain(events: Sequence[StoredEvent]) -> int | None:
+    """Index of the first event that breaks its subject's chain, or None when all hold."""
+    prev = GENESIS
+    for index, stored in enumerate(events):
+        if (
+            stored.seq != index + 1
+            or stored.prev_hash != prev
+            or chain_hash(prev, stored.event, stored.seq) != stored.hash
+        ):
+            return index
+        prev = stored.hash
+    return None
+
+
+def subject_for(message_id: str | None, digest: str) -> str:
+    return message_id if message_id is not None else f"digest:{digest}"
