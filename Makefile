@@ -30,6 +30,12 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py demo
+
+run: $(STAMP)
+	$(BIN)/python scripts/demo.py serve
+
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_verify.py
 

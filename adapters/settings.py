@@ -27,6 +27,9 @@ class Settings(BaseSettings):
         None, description="A development PKI folder: fills the trust and bus settings below."
     )
     trust_anchors: Path | None = None
+    intermediates: Path | None = Field(
+        None, description="Issuing CA certificates that request-signing credentials chain through."
+    )
     tsa_trust_anchors: Path | None = None
     crl_files: list[Path] = Field(default_factory=list)
     bus_code: str = "000.00.00.LT0"
@@ -83,6 +86,8 @@ class Settings(BaseSettings):
         update: dict[str, object] = {}
         if self.trust_anchors is None:
             update["trust_anchors"] = pki / "trust-anchors.pem"
+        if self.intermediates is None:
+            update["intermediates"] = pki / "chain.pem"
         if not self.crl_files:
             update["crl_files"] = [
                 pki / "crl" / "root-ca.crl.pem",

@@ -75,9 +75,11 @@ class Api:
 
 def build_api(bus: Bus) -> Api:
     settings = bus.settings
-    intermediates = []
-    if settings.pki_dir is not None and (settings.pki_dir / "chain.pem").exists():
-        intermediates = load_certificates(settings.pki_dir / "chain.pem")
+    intermediates = (
+        load_certificates(settings.intermediates, "intermediate certificates")
+        if settings.intermediates
+        else []
+    )
     admins = (
         load_certificates(settings.admin_certificates, "administrator certificates")
         if settings.admin_certificates

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
@@ -289,8 +290,8 @@ class DevPki:
             if cert.issuer == issuer.subject:
                 try:
                     cert.verify_directly_issued_by(issuer)
-                except Exception:  # noqa: S112 - a same-named CA of another PKI
-                    continue
+                except (InvalidSignature, ValueError, TypeError):
+                    continue  # a same-named CA of another PKI
                 revoked = state["cas"][name]["revoked"]
                 if any(int(r["serial"], 16) == cert.serial_number for r in revoked):
                     raise InputError(f"{cert_path} is already revoked")

@@ -24,7 +24,7 @@ def database_url(
 def bus(
     pki: Pki, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BusProcesses]:
-    """The whole bus as processes: API on a loopback port and one router, demo agencies registered."""
+    """The bus as processes: API on a loopback port, one router, demo agencies registered."""
     root: Path = tmp_path_factory.mktemp("bus")
     processes = BusProcesses(root=root, pki_dir=pki.root, database_url=database_url)
     processes.prepare()
