@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -188,6 +189,9 @@ class TrustStore:
         self.generation = 0
         self._cache: OrderedDict[tuple[object, ...], ChainResult] = OrderedDict()
         self._cache_size = cache_size
+        # API threads judge credentials while a CRL poll may add CRLs: mutations replace whole
+        # lists, and the cache is touched under this lock only.
+        self._lock = threading.Lock()
         for crl in crls:
             self.add_crl(crl)
 
@@ -201,13 +205,15 @@ class TrustStore:
         that a newer one revoked, and a CRL signed by another key is never believed.
         """
         facts = crl_facts(crl)
-        bucket = self._crls.setdefault(facts.issuer_der, [])
-        if any(c.fingerprint == facts.fingerprint for c in bucket):
-            return False
-        bucket.append(facts)
-        bucket.sort(key=lambda c: (c.number, c.this_update), reverse=True)
-        self.generation += 1
-        self._cache.clear()
+        with self._lock:
+            bucket = self._crls.get(facts.issuer_der, [])
+            if any(c.fingerprint == facts.fingerprint for c in bucket):
+                return False
+            self._crls[facts.issuer_der] = sorted(
+                [*bucket, facts], key=lambda c: (c.number, c.this_update), reverse=True
+            )
+            self.generation += 1
+            self._cache.clear()
         return True
 
     @property
@@ -300,20 +306,22 @@ class TrustStore:
             tuple(sorted(i.fingerprint for i in intermediates)),
             self.generation,
         )
-        cached = self._cache.get(key)
-        if (
-            cached is not None
-            and cached.unrevoked
-            and cached.valid_from <= at <= cached.valid_until
-            and cached.fresh_from <= now <= cached.fresh_until
-        ):
-            self._cache.move_to_end(key)
-            return cached
+        with self._lock:
+            cached = self._cache.get(key)
+            if (
+                cached is not None
+                and cached.unrevoked
+                and cached.valid_from <= at <= cached.valid_until
+                and cached.fresh_from <= now <= cached.fresh_until
+            ):
+                self._cache.move_to_end(key)
+                return cached
         result = self.check_path(signer, intermediates, at=at, now=now)
-        if result.unrevoked:
-            self._cache[key] = result
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        with self._lock:
+            if result.unrevoked and key[2] == self.generation:
+                self._cache[key] = result
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
         return result
 
     def check_path(
