@@ -14,6 +14,7 @@ Positions are plain indexes into an immutable ``bytes``; a TLV is ``(tag, start,
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 # Universal tags (with the constructed bit where DER requires it).
 BOOLEAN = 0x01
@@ -29,6 +30,15 @@ UTC_TIME = 0x17
 GENERALIZED_TIME = 0x18
 SEQUENCE = 0x30
 SET = 0x31
+
+
+# The longest OBJECT IDENTIFIER arc accepted, in base-128 octets: 224 bits, far above any arc in
+# use (a UUID under 2.25 needs 19 octets) and far below what makes decoding costly or makes
+# ``str(int)`` refuse the number (Python's 4300-digit limit).
+MAX_OID_ARC_OCTETS = 32
+# An arc that starts with 0x80 (not minimal), or a run of continuation octets that is too long.
+_BAD_OID = re.compile(rb"(?:\A|[\x00-\x7f])\x80|[\x80-\xff]{%d}" % MAX_OID_ARC_OCTETS)
+_DOTTED = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))+", re.ASCII)
 
 
 def context(number: int, *, constructed: bool = True) -> int:
@@ -48,22 +58,23 @@ def read(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     if tag & 0x1F == 0x1F:
         raise DerError(f"high tag number at offset {pos}")
     first = buf[pos + 1]
-    if first < 0x80:
-        start = pos + 2
-        stop = start + first
-    else:
-        count = first & 0x7F
-        if count == 0:
-            raise DerError(f"indefinite length at offset {pos} (BER, not DER)")
-        if count > 4:
-            raise DerError(f"length of {count} octets at offset {pos}")
-        start = pos + 2 + count
-        if start > end:
-            raise DerError(f"truncated length at offset {pos}")
-        length = int.from_bytes(buf[pos + 2 : start], "big")
-        if length < 0x80 or buf[pos + 2] == 0:
-            raise DerError(f"non-minimal length at offset {pos}")
-        stop = start + length
+    if first < 0x80:  # short form, the common case
+        stop = pos + 2 + first
+        if stop > end:
+            raise DerError(f"content at offset {pos} runs past its container")
+        return tag, pos + 2, stop
+    count = first & 0x7F
+    if count == 0:
+        raise DerError(f"indefinite length at offset {pos} (BER, not DER)")
+    if count > 4:
+        raise DerError(f"length of {count} octets at offset {pos}")
+    start = pos + 2 + count
+    if start > end:
+        raise DerError(f"truncated length at offset {pos}")
+    length = int.from_bytes(buf[pos + 2 : start], "big")
+    if length < 0x80 or buf[pos + 2] == 0:
+        raise DerError(f"non-minimal length at offset {pos}")
+    stop = start + length
     if stop > end:
         raise DerError(f"content at offset {pos} runs past its container")
     return tag, start, stop
@@ -118,9 +129,11 @@ def small_integer(buf: bytes, start: int, stop: int, *, limit: int = 1 << 16) ->
 
 
 def encode_oid(dotted: str) -> bytes:
-    """DER content octets of an OBJECT IDENTIFIER given in dotted form."""
+    """DER content octets of an OBJECT IDENTIFIER given in canonical dotted form."""
+    if not _DOTTED.fullmatch(dotted):
+        raise ValueError(f"not an OID in dotted form: {dotted!r}")
     arcs = [int(part) for part in dotted.split(".")]
-    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39):
+    if arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39):
         raise ValueError(f"not an OID: {dotted}")
     out = bytearray()
     for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
@@ -130,22 +143,27 @@ def encode_oid(dotted: str) -> bytes:
             chunk.append(0x80 | (arc & 0x7F))
             arc >>= 7
         out.extend(reversed(chunk))
-    return bytes(out)
+    return check_oid(bytes(out))
+
+
+def check_oid(content: bytes) -> bytes:
+    """Return ``content`` if it is valid OID content (minimal arcs, none too long), else raise."""
+    if not content or content[-1] & 0x80:
+        raise DerError("truncated OBJECT IDENTIFIER")
+    # Fast path: without an 0x80 octet no arc starts with one, and a short OID has short arcs.
+    if (len(content) > MAX_OID_ARC_OCTETS or 0x80 in content) and _BAD_OID.search(content):
+        raise DerError("non-minimal or oversized OBJECT IDENTIFIER arc")
+    return content
 
 
 def decode_oid(content: bytes) -> str:
     """Dotted form of OID content octets (for messages and foreign OIDs)."""
-    if not content or content[-1] & 0x80:
-        raise DerError("truncated OBJECT IDENTIFIER")
+    check_oid(content)
     arcs: list[int] = []
     value = 0
-    fresh = True
     for octet in content:
-        if fresh and octet == 0x80:
-            raise DerError("non-minimal OBJECT IDENTIFIER arc")
         value = (value << 7) | (octet & 0x7F)
-        fresh = not octet & 0x80
-        if fresh:
+        if not octet & 0x80:
             arcs.append(value)
             value = 0
     first = arcs[0]
@@ -154,11 +172,12 @@ def decode_oid(content: bytes) -> str:
 
 
 def oid(buf: bytes, start: int, stop: int) -> bytes:
-    """OID content octets, validated, as bytes to compare with ``encode_oid`` constants."""
-    content = buf[start:stop]
-    if not content or content[-1] & 0x80:
-        raise DerError("truncated OBJECT IDENTIFIER")
-    return content
+    """OID content octets, validated, as bytes to compare with ``encode_oid`` constants.
+
+    Validated fully, so that ``decode_oid`` of what this returns never fails: an OID that came
+    through here may be printed in any later error message.
+    """
+    return check_oid(buf[start:stop])
 
 
 def time(tag: int, buf: bytes, start: int, stop: int) -> dt.datetime:
