@@ -167,6 +167,15 @@ def _usage_problem(cert: x509.Certificate, is_ca: bool) -> str | None:
 
 def certificate_facts(data: bytes) -> CertFacts:
     """Parse a DER certificate. Raises ValueError when it is not one."""
+    try:
+        return _facts(data)
+    except (TypeError, x509.InvalidVersion, x509.DuplicateExtension) as exc:
+        # cryptography parses names and extensions lazily and reports some malformations with
+        # its own exception types; all of them mean "not a usable certificate" here.
+        raise ValueError(f"malformed certificate: {exc}") from None
+
+
+def _facts(data: bytes) -> CertFacts:
     cert = x509.load_der_x509_certificate(data)
     issuer_der, subject_der = _tbs_names(data)
     try:

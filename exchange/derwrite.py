@@ -37,7 +37,8 @@ def implicit(number: int, encoded: bytes, *, constructed: bool = True) -> bytes:
 
 
 def integer(value: int) -> bytes:
-    size = max(1, (value.bit_length() + 8) // 8)
+    # Minimal two's complement: the magnitude's bits plus a sign bit (-128 is one octet).
+    size = ((~value if value < 0 else value).bit_length() + 8) // 8
     return tlv(der.INTEGER, value.to_bytes(size, "big", signed=True))
 
 
@@ -76,7 +77,7 @@ def time(value: dt.datetime) -> bytes:
 def generalized_time(value: dt.datetime) -> bytes:
     """GeneralizedTime with the fraction DER allows (no trailing zeros)."""
     value = value.astimezone(dt.UTC)
-    text = value.strftime("%Y%m%d%H%M%S")
+    text = f"{value.year:04d}" + value.strftime("%m%d%H%M%S")
     if value.microsecond:
         text += "." + f"{value.microsecond:06d}".rstrip("0")
     return tlv(der.GENERALIZED_TIME, (text + "Z").encode())

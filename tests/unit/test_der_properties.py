@@ -35,8 +35,6 @@ import cryptography_vectors
 import pytest
 from asn1crypto import cms as acms
 from asn1crypto import core, parser, tsp
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -70,12 +68,7 @@ PKITS_SMIME = Path(cryptography_vectors.__file__).parent / "x509" / "PKITS_data"
 
 # Exceptions that escape Verifier.verify today from files this test does not own, each pinned by
 # a strict xfail test below (type -> the function it escapes from).
-KNOWN_ESCAPES: dict[type[BaseException], str] = {
-    x509.InvalidVersion: "certificate_facts",  # test_certificate_with_bad_version_is_rejected
-    x509.DuplicateExtension: "certificate_facts",  # test_certificate_with_duplicate_extension_...
-    UnsupportedAlgorithm: "_issued",  # test_intermediate_with_unknown_key_type_is_rejected
-    TypeError: "certificate_facts",  # test_certificate_with_bit_string_name_is_rejected
-}
+KNOWN_ESCAPES: dict[type[BaseException], str] = {}
 
 
 # cryptography warns about some malformed certificates it still loads (a mutated serial number
@@ -1096,13 +1089,6 @@ def test_unknown_keys_full_of_quotes_and_colons_are_unknown_fields(
     assert rejected.value.reason is Reason.HEADER_UNKNOWN_FIELD, rejected.value.detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Rejected,
-    reason="exchange/envelope.py _KEY_END counts the opening quote of a string whose text starts "
-    "with a colon as the end of a key, so the key count is off and a valid header is refused as "
-    "'header repeats a key'",
-)
 @pytest.mark.parametrize("subject", [": Về việc hướng dẫn", "  :: trích yếu"])
 def test_a_string_that_opens_with_a_colon_is_accepted(subject: str) -> None:
     header = parse_header(header_bytes(subject=subject), LIMITS)
@@ -1243,24 +1229,11 @@ def test_pkits_smime_signatures_read_like_asn1crypto(name: str, data: bytes) -> 
 # --- known defects in files this test does not own (strict xfail: remove when fixed) -----------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="exchange/derwrite.py integer sizes a negative value by value.bit_length() + 8, one "
-    "octet too many for -2**(8k-1): -128 becomes 02 02 ff 80 instead of 02 01 80, which "
-    "exchange.der (rightly) refuses as non-minimal",
-)
 @pytest.mark.parametrize("value", [-128, -(2**15), -(2**63)])
 def test_negative_powers_of_two_are_minimal(value: int) -> None:
     assert w.integer(value) == core.Integer(value).dump()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=der.DerError,
-    reason="exchange/derwrite.py generalized_time formats the year with strftime('%Y'), which "
-    "gives '999', not '0999', so the GeneralizedTime it writes is not DER",
-)
 def test_generalized_time_before_the_year_1000() -> None:
     encoded = w.generalized_time(dt.datetime(999, 1, 1, tzinfo=dt.UTC))
     assert der.time(der.GENERALIZED_TIME, encoded, 2, len(encoded)).year == 999
@@ -1276,12 +1249,6 @@ def _verify_edit(bases: Bases, pki: Pki, change: Callable[[list[Tree]], None]) -
     return pki.verifier().verify(base.header, edit(base.signature, change))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=x509.InvalidVersion,
-    reason="exchange/certificates.py certificate_facts lets cryptography's InvalidVersion (not a "
-    "ValueError) escape, and Verifier.verify raises it",
-)
 def test_certificate_with_bad_version_is_rejected(bases: Bases, pki: Pki) -> None:
     def change(fields: list[Tree]) -> None:
         _tbs(fields, ca=True)[0] = (der.context(0), [(der.INTEGER, b"\x05")])
@@ -1291,12 +1258,6 @@ def test_certificate_with_bad_version_is_rejected(bases: Bases, pki: Pki) -> Non
     assert verdict.reason is Reason.MALFORMED_SIGNATURE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=x509.DuplicateExtension,
-    reason="exchange/certificates.py certificate_facts lets cryptography's DuplicateExtension "
-    "(not a ValueError) escape, and Verifier.verify raises it",
-)
 def test_certificate_with_duplicate_extension_is_rejected(bases: Bases, pki: Pki) -> None:
     def change(fields: list[Tree]) -> None:
         extensions = kids(kids(_tbs(fields, ca=False)[-1])[0])
@@ -1308,12 +1269,6 @@ def test_certificate_with_duplicate_extension_is_rejected(bases: Bases, pki: Pki
     assert verdict.reason is Reason.MALFORMED_SIGNATURE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnsupportedAlgorithm,
-    reason="exchange/trust.py _issued catches InvalidSignature, ValueError and TypeError but not "
-    "UnsupportedAlgorithm, raised for an issuer whose key type cryptography does not know",
-)
 def test_intermediate_with_unknown_key_type_is_rejected(bases: Bases, pki: Pki) -> None:
     def change(fields: list[Tree]) -> None:
         tbs = _tbs(fields, ca=True)
@@ -1325,13 +1280,6 @@ def test_intermediate_with_unknown_key_type_is_rejected(bases: Bases, pki: Pki) 
     assert verdict.reason is Reason.UNTRUSTED_CHAIN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="exchange/certificates.py certificate_facts reads cert.subject, which cryptography "
-    "parses lazily and which raises TypeError for a name attribute typed BIT STRING (allowed "
-    "only for x500UniqueIdentifier); Verifier.verify raises it",
-)
 def test_certificate_with_bit_string_name_is_rejected(bases: Bases, pki: Pki) -> None:
     def change(fields: list[Tree]) -> None:
         tbs = _tbs(fields, ca=False)
