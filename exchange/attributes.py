@@ -14,7 +14,10 @@ from exchange.algorithms import HASHLIB_NAMES
 from exchange.cms import AlgorithmId
 
 
-def signing_certificate_matches(value: bytes, cert_der: bytes, *, v2: bool) -> bool:
+def signing_certificate_matches(
+    value: bytes, cert_der: bytes, *, v2: bool, sha256_hex: str | None = None
+) -> bool:
+    """Whether the attribute's first ESSCertID names ``cert_der`` (its SHA-256 may be given)."""
     start, stop = der.whole(value, der.SEQUENCE)
     parts = der.children(value, start, stop)
     if not parts or parts[0][0] != der.SEQUENCE:
@@ -37,6 +40,8 @@ def signing_certificate_matches(value: bytes, cert_der: bytes, *, v2: bool) -> b
     if index >= len(fields) or fields[index][0] != der.OCTET_STRING:
         return False
     cert_hash = value[fields[index][2] : fields[index][3]]
+    if hash_name == "sha256" and sha256_hex is not None:
+        return bytes.fromhex(sha256_hex) == cert_hash
     return hashlib.new(hash_name, cert_der).digest() == cert_hash
 
 

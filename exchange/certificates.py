@@ -70,6 +70,7 @@ class CertFacts:
     title: str | None
     organization: str | None
     is_ca: bool
+    issuer_name: str  # RFC 4514, for summaries
     key_problem: tuple[Reason, str] | None  # weak or unsupported public key
     signature_problem: str | None  # the certificate itself is signed with a weak hash
     usage_problem: str | None  # why it may not sign documents, if it may not
@@ -202,6 +203,7 @@ def _facts(data: bytes) -> CertFacts:
         title=_first(cert.subject, NameOID.TITLE),
         organization=_first(cert.subject, NameOID.ORGANIZATION_NAME),
         is_ca=is_ca,
+        issuer_name=cert.issuer.rfc4514_string(),
         key_problem=_key_problem(cert),
         signature_problem=_signature_problem(cert),
         usage_problem=_usage_problem(cert, is_ca),
