@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from cryptography import x509
 
 from adapters.blobstore import FileBlobStore
 from adapters.db import migrate
@@ -19,8 +22,12 @@ from exchange.notices import BusNotary
 from exchange.ports import Clock, SystemClock
 from exchange.routing import Router
 from exchange.signing import SigningKey
+from exchange.timestamps import TimestampVerifier
 from exchange.trust import TrustStore
 from exchange.verification import Verifier
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 
 @dataclass
@@ -35,6 +42,14 @@ class Bus:
     verifier: Verifier
     router: Router
     clock: Clock
+    timestamps: TimestampVerifier | None = None
+
+    def tsa_router(self) -> APIRouter:
+        """The routes of the bus's time-stamp authority (POST /v1/tsa), for the API."""
+        from adapters.tsa.http import create_router
+        from adapters.tsa.service import bus_authority
+
+        return create_router(bus_authority(self.settings, self.engine, self.clock))
 
 
 def database(settings: Settings, *, upgrade: bool = False) -> sa.Engine:
@@ -58,6 +73,27 @@ def trust_store(settings: Settings) -> TrustStore:
     return TrustStore(anchors, max_chain_depth=settings.max_chain_depth)
 
 
+def timestamp_verifier(settings: Settings, trust: TrustStore) -> TimestampVerifier:
+    """Judges RFC 3161 tokens: TSA trust anchors are ``tsa_trust_anchors``, else the trust
+    anchors themselves (the same store); either way the TSA chains see the CRLs ``trust`` gets."""
+    anchors: TrustStore | list[x509.Certificate] = trust
+    if settings.tsa_trust_anchors is not None:
+        anchors = load_certificates(settings.tsa_trust_anchors, "TSA trust anchor file")
+    supplied = (
+        load_certificates(settings.tsa_certificates, "TSA certificate file")
+        if settings.tsa_certificates is not None
+        else []
+    )
+    return TimestampVerifier(
+        anchors,
+        trust,
+        revocation=settings.tsa_revocation,
+        certificates=supplied,
+        future_skew=dt.timedelta(seconds=settings.future_skew_s),
+        max_certificates=settings.max_certificates,
+    )
+
+
 def build(settings: Settings, *, upgrade: bool = False, clock: Clock | None = None) -> Bus:
     settings = settings.resolved()
     clock = clock or SystemClock()
@@ -67,15 +103,24 @@ def build(settings: Settings, *, upgrade: bool = False, clock: Clock | None = No
     registry = CachedRegistry(engine)
     store = SqlRoutingStore(engine, bus_code=settings.bus_code)
     blobs = FileBlobStore(settings.data_dir / "blobs")
-    verifier = Verifier(trust, registry, clock, settings.policy(), replay=store)
+    timestamps = timestamp_verifier(settings, trust)
+    verifier = Verifier(
+        trust, registry, clock, settings.policy(), timestamps=timestamps, replay=store
+    )
     notary = None
     if settings.bus_cert is not None and settings.bus_key is not None:
         certs = load_certificates(settings.bus_cert, "bus certificate")
+        # Notices embed the issuing CAs, so an agency holding only the trust anchors verifies them.
+        intermediates = (
+            load_certificates(settings.intermediates, "intermediate certificates")
+            if settings.intermediates is not None
+            else []
+        )
         notary = BusNotary(
             settings.bus_code,
             SigningKey(certs[0], load_private_key(settings.bus_key)),
             clock,
-            chain=certs[1:],
+            chain=[*certs[1:], *intermediates],
         )
     router = Router(
         verifier,
@@ -85,4 +130,16 @@ def build(settings: Settings, *, upgrade: bool = False, clock: Clock | None = No
         max_inline_bytes=settings.max_inline_attachment_bytes,
         notices=notary,
     )
-    return Bus(settings, engine, trust, crl_sync, registry, store, blobs, verifier, router, clock)
+    return Bus(
+        settings,
+        engine,
+        trust,
+        crl_sync,
+        registry,
+        store,
+        blobs,
+        verifier,
+        router,
+        clock,
+        timestamps,
+    )

@@ -11,7 +11,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters.tsa.authority import DEFAULT_POLICY as DEFAULT_TSA_POLICY
 from exchange.policy import KIB, MIB, Freshness, Limits, VerificationPolicy
+from exchange.timestamps import TsaRevocation
 
 
 class Settings(BaseSettings):
@@ -77,6 +79,31 @@ class Settings(BaseSettings):
     acceptance_window_s: int = 2 * 24 * 3600
     future_skew_s: int = 300
     crl_poll_s: float = 10.0
+
+    # Time-stamping.
+    # require_timestamp (above) stays off for development and tests; the production deployment
+    # (docker-compose.yml) sets LIENTHONG_REQUIRE_TIMESTAMP=true, so the router there rejects an
+    # envelope whose signers are not all time-stamped (timestamp_required).
+    # The TSA of the API (POST /v1/tsa); with pki_dir, DIR/tsa/tsa.{pem,key} and DIR/chain.pem.
+    tsa_cert: Path | None = Field(None, description="TSA certificate (PEM; more = chain).")
+    tsa_key: Path | None = Field(None, description="Private key of the TSA certificate, PEM.")
+    tsa_chain: Path | None = Field(
+        None, description="Intermediates the TSA embeds in tokens when a query sets certReq."
+    )
+    tsa_policy: str = Field(
+        DEFAULT_TSA_POLICY,
+        description="The TSA policy OID stamped in tokens (lienthong's TSA policy v1).",
+    )
+    tsa_accuracy_ms: int = Field(1000, ge=1, le=60_000, description="Accuracy the TSA claims.")
+    # Verifying tokens: TSA trust anchors are tsa_trust_anchors, else trust_anchors.
+    tsa_certificates: Path | None = Field(
+        None, description="Certificates of TSAs whose tokens do not embed them (PEM)."
+    )
+    tsa_revocation: TsaRevocation = Field(
+        TsaRevocation.REQUIRE,
+        description="require: a current CRL for every link of a TSA's chain (as for signers); "
+        "if_available: CRLs are checked when any is loaded for the chain.",
+    )
 
     def resolved(self) -> Settings:
         """Fill paths from ``pki_dir`` where they were not given."""

@@ -9,7 +9,8 @@ closed: the first failing check, in this fixed order, names the one reason of a 
  3. the header: well-formed JSON object, counts (recipients, attachments), envelope v1 schema
  4. per signer: algorithms, signed attributes, signer certificate, messageDigest, signature value
  5. per signer: chain to a trust anchor at the trusted time (the signer's RFC 3161 genTime when
-    a timestamp verifier is configured and the token is good, else the clock)
+    a timestamp verifier is configured and the token is good, else the clock; when the token is
+    bad and the chain fails at the clock, the token's problem is the reason)
  6. per signer: key usage allows document signing
  7. per signer: revocation by current CRLs (missing or stale CRL rejects)
  8. sender binding: exactly one seal, organizationIdentifier == sender, personal signers of the
@@ -35,7 +36,7 @@ from exchange.algorithms import HASHLIB_NAMES, SignatureScheme, scheme_of, signa
 from exchange.attributes import algorithm_protection_matches, signing_certificate_matches
 from exchange.certificates import CertFacts, CertificateCache, CertKind
 from exchange.envelope import envelope_digest, parse_header
-from exchange.errors import Rejected
+from exchange.errors import ConfigurationError, Rejected
 from exchange.policy import VerificationPolicy
 from exchange.ports import AttachmentSource, Clock, Registry, ReplayGuard
 from exchange.reasons import Reason
@@ -129,6 +130,10 @@ class Verifier:
         self.registry = registry
         self.clock = clock
         self.policy = policy or VerificationPolicy()
+        if self.policy.require_timestamp and timestamps is None:
+            raise ConfigurationError(
+                "the policy requires RFC 3161 timestamps but no timestamp verifier is configured"
+            )
         self.timestamps = timestamps
         self.replay = replay
         self.certificates = certificates or CertificateCache()
@@ -208,7 +213,14 @@ class Verifier:
         intermediates = [c for c in certs if c.is_ca]
         for signer in signers:
             at = signer.proof.gen_time if signer.proof is not None else now
-            self.trust.judge(signer.cert, intermediates, at=at, now=now)
+            try:
+                self.trust.judge(signer.cert, intermediates, at=at, now=now)
+            except Rejected:
+                # A token that could not establish the trusted time is why the chain was judged
+                # at the clock: its problem is the reason, not the chain's at the wrong time.
+                if signer.token_problem is not None:
+                    raise signer.token_problem from None
+                raise
         # 8. Sender binding.
         seal = self._bind_sender(header, signers)
         # 9. Timestamps.
@@ -419,7 +431,7 @@ class Verifier:
             agency_code=cert.organization_identifier,
             fingerprint=cert.fingerprint,
             serial=f"{cert.serial:x}",
-            issuer=cert.cert.issuer.rfc4514_string(),
+            issuer=cert.issuer_name,
             signing_time=signer.signing_time,
             timestamp=signer.proof.gen_time if signer.proof is not None else None,
             tsa=signer.proof.tsa if signer.proof is not None else None,
@@ -451,7 +463,10 @@ def _check_signing_certificate(info: cms.SignerInfo, cert: CertFacts) -> None:
         if value is None:
             continue
         if len(value) != 1 or not signing_certificate_matches(
-            value[0], cert.der, v2=attr == oids.ATTR_SIGNING_CERTIFICATE_V2
+            value[0],
+            cert.der,
+            v2=attr == oids.ATTR_SIGNING_CERTIFICATE_V2,
+            sha256_hex=cert.fingerprint,
         ):
             raise Rejected(
                 Reason.SIGNED_ATTRIBUTES_INVALID,

@@ -24,9 +24,12 @@ from adapters.files import (
     measure_file,
     read_bytes,
 )
+from adapters.tsa.client import HttpTimestamper
 from exchange.errors import InputError
+from exchange.policy import VerificationPolicy
 from exchange.ports import FixedClock, SystemClock
 from exchange.signing import SigningKey, sign_detached
+from exchange.timestamps import TimestampVerifier, TsaRevocation
 from exchange.trust import TrustStore
 from exchange.verification import Accepted, SignerSummary, Verifier
 from schemas.header import AttachmentRef, Header, Priority, StatusCode, SteeringType
@@ -184,6 +187,10 @@ def sign(
     signer_key: Annotated[
         list[Path] | None, typer.Option(help="Personal signer key, in the same order (repeat).")
     ] = None,
+    tsa: Annotated[
+        str | None,
+        typer.Option(help="RFC 3161 TSA URL: embed a token over each signature value (CAdES-T)."),
+    ] = None,
 ) -> None:
     """Write a detached CMS signature over the header: the seal plus any personal signers."""
     content = read_bytes(header, "header file")
@@ -200,9 +207,12 @@ def sign(
             subject = signer.certificate.subject.rfc4514_string()
             fail(f"a key does not belong to certificate '{subject}'")
     intermediates = load_certificates(chain, "chain file") if chain else []
-    out.write_bytes(sign_detached(content, signers, chain=intermediates))
+    timestamper = HttpTimestamper(tsa) if tsa else None
+    out.write_bytes(sign_detached(content, signers, chain=intermediates, timestamper=timestamper))
+    stamped = f", time-stamped by {tsa}" if tsa else ""
     typer.echo(
-        f"signed {header} ({len(content)} bytes) by {len(signers)} signer(s) -> {out}", err=True
+        f"signed {header} ({len(content)} bytes) by {len(signers)} signer(s){stamped} -> {out}",
+        err=True,
     )
 
 
@@ -272,6 +282,31 @@ def verify(
     ] = None,
     at: Annotated[str | None, typer.Option(help="Judge at this RFC 3339 time, not now.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
+    tsa_trust_anchors: Annotated[
+        Path | None,
+        typer.Option(help="Trust anchors of time-stamp authorities, PEM (the trust anchors)."),
+    ] = None,
+    tsa_cert: Annotated[
+        list[Path] | None,
+        typer.Option(help="TSA certificates for tokens that do not embed them, PEM (repeat)."),
+    ] = None,
+    tsa_revocation: Annotated[
+        TsaRevocation,
+        typer.Option(
+            help="require: a current CRL (--crl) for every link of the TSA's chain; "
+            "if_available: only when some CRL of that chain is given."
+        ),
+    ] = TsaRevocation.REQUIRE,
+    require_timestamp: Annotated[
+        bool,
+        typer.Option(
+            "--require-timestamp/--timestamp-optional",
+            help="Reject a signer without an RFC 3161 token (timestamp_required).",
+        ),
+    ] = False,
+    timestamp_skew: Annotated[
+        int, typer.Option(min=0, help="Seconds genTime may lie from signingTime.")
+    ] = 600,
 ) -> None:
     """Verify a signed header. Exit 0 accepted, 1 rejected (reason code), 2 unusable input."""
     header_bytes = read_bytes(header, "header file")
@@ -280,7 +315,25 @@ def verify(
     anchors = load_certificates(trust_anchors, "trust anchor file")
     store = TrustStore(anchors, [c for path in crl or [] for c in load_crls(path)])
     clock = FixedClock(_parse_at(at)) if at else SystemClock()
-    verifier = Verifier(store, JsonRegistry.load(registry) if registry else None, clock)
+    timestamps = TimestampVerifier(
+        load_certificates(tsa_trust_anchors, "TSA trust anchor file")
+        if tsa_trust_anchors
+        else store,
+        store,
+        revocation=tsa_revocation,
+        certificates=[c for path in tsa_cert or [] for c in load_certificates(path)],
+    )
+    policy = VerificationPolicy(
+        require_timestamp=require_timestamp,
+        timestamp_skew=dt.timedelta(seconds=timestamp_skew),
+    )
+    verifier = Verifier(
+        store,
+        JsonRegistry.load(registry) if registry else None,
+        clock,
+        policy,
+        timestamps=timestamps,
+    )
     source = FolderAttachments(attachments) if attachments else None
     verdict = verifier.verify(header_bytes, signature_bytes, source)
     if isinstance(verdict, Accepted):

@@ -6,6 +6,7 @@ import typer
 
 from adapters.cli import bus, envelopes, pki
 from adapters.cli.output import EXIT_UNUSABLE
+from adapters.tsa import cli as tsa
 from exchange.errors import LienthongError
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app.command("verify")(envelopes.verify)
 app.add_typer(bus.db_app, name="db")
 app.add_typer(bus.agency_app, name="agency")
 app.add_typer(bus.crl_app, name="crl")
+app.add_typer(tsa.app, name="tsa")
 for command in (bus.router, bus.api, bus.run, bus.send, bus.pull, bus.ack, bus.trace):
     app.command()(command)
 

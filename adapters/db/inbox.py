@@ -235,6 +235,10 @@ def message_state(conn: sa.Connection, sender: str, message_id: str) -> dict[str
                 "acknowledged_at": r.acknowledged_at,
             }
         )
+    # Status updates its recipients sent back to the caller. A rejection notice about another
+    # envelope that reused this id (a replay) also names it, but is neither from a recipient
+    # nor, when another agency replayed it, addressed to the caller.
+    parties = [r["recipient"] for r in recipients]
     statuses = [
         {
             "message_id": s.message_id,
@@ -249,7 +253,13 @@ def message_state(conn: sa.Connection, sender: str, message_id: str) -> dict[str
                 messages.c.status_code,
                 messages.c.received_at,
             )
-            .where(messages.c.for_message_id == message_id, messages.c.kind == "status")
+            .join(inbox, inbox.c.message_id == messages.c.message_id)
+            .where(
+                messages.c.for_message_id == message_id,
+                messages.c.kind == "status",
+                messages.c.sender.in_(parties),
+                inbox.c.recipient == sender,
+            )
             .order_by(messages.c.received_at)
         )
     ]

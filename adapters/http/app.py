@@ -93,6 +93,7 @@ def build_api(bus: Bus) -> Api:
         intermediates=intermediates,
         admins=admins,
         skew_s=settings.auth_skew_s,
+        refresh_crls=bus.crl_sync.maybe_refresh,
     )
     publisher = Publisher(
         settings.amqp_url,
@@ -143,6 +144,7 @@ def create_app(api: Api) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    app.include_router(api.bus.tsa_router())
     settings = api.settings
 
     async def authenticated(request: Request) -> tuple[Caller, bytes]:
@@ -301,14 +303,12 @@ def create_app(api: Api) -> FastAPI:
                 413, "blob_too_large", f"blobs are limited to {settings.max_blob_bytes} bytes"
             )
         sha256, size = await _receive_blob(
-            request, api.blobs, settings.blob_idle_timeout_s, settings.max_blob_bytes
+            request, api.blobs, settings.blob_idle_timeout_s, settings.max_blob_bytes, stated
         )
         if declared is not None and declared.isdigit() and int(declared) != size:
             raise ApiProblem(
                 400, "length_mismatch", "the body is not as long as Content-Length says"
             )
-        if bytes.fromhex(sha256) != stated:
-            raise ApiProblem(401, "content_digest_mismatch", "Content-Digest is not the body's")
         now = api.bus.clock.now()
         await run_in_threadpool(
             retrying,
@@ -580,20 +580,30 @@ def _time(value: str | None, name: str) -> dt.datetime | None:
 
 
 async def _receive_blob(
-    request: Request, blobs: FileBlobStore, idle: float, limit: int
+    request: Request, blobs: FileBlobStore, idle: float, limit: int, stated: bytes
 ) -> tuple[str, int]:
-    """Stream a body to the blob store, cutting uploads that stall (slowloris) or grow too big."""
+    """Stream a body to the blob store, cutting uploads that stall (slowloris) or grow too big.
+
+    Only a body whose SHA-256 is the signed Content-Digest (``stated``) is committed; anything
+    else leaves nothing behind.
+    """
     stream = request.stream().__aiter__()
+    received = hashlib.sha256()
     with blobs.writer(limit) as writer:
         while True:
             try:
                 chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(idle, 0.5))
             except StopAsyncIteration:
+                if received.digest() != stated:
+                    raise ApiProblem(
+                        401, "content_digest_mismatch", "Content-Digest is not the body's"
+                    ) from None
                 return writer.finish()
             except TimeoutError:
                 raise ApiProblem(
                     408, "upload_stalled", f"no data for {idle:g}s; upload cut"
                 ) from None
+            received.update(chunk)
             try:
                 writer.write(chunk)
             except TooLarge:

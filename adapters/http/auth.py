@@ -9,8 +9,9 @@ unrevoked by current CRLs: a revoked or expired credential stops working at once
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from cryptography import x509
 from adapters import httpsig
 from adapters.db import inbox as db
 from adapters.db.registry import certificate_by_fingerprint
+from adapters.db.tables import agencies
 from adapters.http.problems import ApiProblem
 from exchange.certificates import CertFacts, CertificateCache, facts_from_certificate
 from exchange.errors import Rejected
@@ -53,10 +55,15 @@ class Authenticator:
         intermediates: Sequence[x509.Certificate] = (),
         admins: Sequence[x509.Certificate] = (),
         skew_s: int = 300,
+        refresh_crls: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
         self.trust = trust
+        # Keeps the trust store's CRLs current (CrlSync.maybe_refresh); the lock keeps a CRL
+        # being added from racing a judgement in another request's thread.
+        self.refresh_crls = refresh_crls
+        self._trust_lock = threading.Lock()
         self.clock = clock
         self.skew = skew_s
         self.certificates = CertificateCache()
@@ -104,7 +111,7 @@ class Authenticator:
                 "signature_lifetime",
                 f"expires must follow created by at most {httpsig.MAX_LIFETIME}s",
             )
-        facts, agency = self._credential(params.keyid)
+        facts, agency, active = self._credential(params.keyid)
         base = httpsig.signature_base(
             method, path, query, headers["content-digest"].strip(), params.params
         )
@@ -121,24 +128,33 @@ class Authenticator:
             raise _unauthenticated("replayed_request", "this request signature was used before")
         self._cleanup(now)
         try:
-            self.trust.judge(facts, self.intermediates, at=now, now=now)
+            with self._trust_lock:
+                if self.refresh_crls is not None:
+                    self.refresh_crls()
+                self.trust.judge(facts, self.intermediates, at=now, now=now)
         except Rejected as rejected:
             raise _unauthenticated(rejected.reason.value, rejected.detail) from None
-        if agency is not None:
-            record = self.registry.agency(agency)
-            if record is None or not record.active:
-                raise ApiProblem(403, "agency_disabled", f"agency {agency} is not active")
+        if agency is not None and not active:
+            raise ApiProblem(403, "agency_disabled", f"agency {agency} is not active")
         return Caller(agency, agency is None, params.keyid), stated
 
-    def _credential(self, key_id: str) -> tuple[CertFacts, str | None]:
+    def _credential(self, key_id: str) -> tuple[CertFacts, str | None, bool]:
+        """The certificate ``key_id`` names, its agency (None: an administrator), and whether
+        that agency is active, read now (not from the registry cache: disabling takes effect
+        at the next request, as unpinning a certificate does)."""
         admin = self.admins.get(key_id)
         if admin is not None:
-            return admin, None
+            return admin, None, True
         with self.engine.connect() as conn:
             registered = certificate_by_fingerprint(conn, key_id)
-        if registered is None or not registered.active:
-            raise _unauthenticated("unknown_key", "keyid names no active registered certificate")
-        return facts_from_certificate(registered.certificate), registered.agency_code
+            if registered is None or not registered.active:
+                raise _unauthenticated(
+                    "unknown_key", "keyid names no active registered certificate"
+                )
+            active = conn.execute(
+                sa.select(agencies.c.active).where(agencies.c.code == registered.agency_code)
+            ).scalar()
+        return facts_from_certificate(registered.certificate), registered.agency_code, bool(active)
 
     def _cleanup(self, now: dt.datetime) -> None:
         if time.monotonic() - self._last_cleanup > 60:
