@@ -32,9 +32,10 @@ from adapters.files import load_certificates
 from adapters.http import problems
 from adapters.http.auth import Authenticator, Caller
 from adapters.http.problems import ApiProblem, responses
+from exchange.envelope import envelope_digest
 from exchange.routing import loose_identity
 from exchange.submission import Submission
-from exchange.tracing import verify_chain
+from exchange.tracing import Event, TraceEvent, subject_for, verify_chain
 from schemas.api import (
     Acknowledged,
     Agency,
@@ -204,26 +205,28 @@ def create_app(api: Api) -> FastAPI:
         header = _b64(request.header, "header")
         signature = _b64(request.signature, "signature")
         limits = api.bus.verifier.policy.limits
-        if len(header) > limits.max_header_bytes:
-            raise ApiProblem(
-                413, "header_too_large", f"header exceeds {limits.max_header_bytes} bytes"
-            )
-        if len(signature) > limits.max_signature_bytes:
-            raise ApiProblem(
-                413, "signature_too_large", f"signature exceeds {limits.max_signature_bytes} bytes"
-            )
         files: dict[str, bytes] = {}
         for item in request.attachments:
             if item.name in files:
                 raise ApiProblem(422, "invalid_request", f"attachment {item.name!r} appears twice")
             files[item.name] = _b64(item.content, f"attachment {item.name!r}")
-        if sum(len(c) for c in files.values()) > settings.max_inline_attachment_bytes:
-            raise ApiProblem(
-                413,
+        refusal = None
+        if len(header) > limits.max_header_bytes:
+            refusal = ("header_too_large", f"header exceeds {limits.max_header_bytes} bytes")
+        elif len(signature) > limits.max_signature_bytes:
+            refusal = (
+                "signature_too_large",
+                f"signature exceeds {limits.max_signature_bytes} bytes",
+            )
+        elif sum(len(c) for c in files.values()) > settings.max_inline_attachment_bytes:
+            refusal = (
                 "attachments_too_large",
                 f"inline attachments exceed {settings.max_inline_attachment_bytes} bytes; "
                 "upload large files to /v1/blobs first",
             )
+        if refusal is not None:
+            await run_in_threadpool(_trace_refusal, api, caller.agency, header, signature, *refusal)
+            raise ApiProblem(413, *refusal)
         message_id, sender = loose_identity(header)
         if sender is not None and sender != caller.agency:
             raise ApiProblem(
@@ -529,6 +532,26 @@ def create_app(api: Api) -> FastAPI:
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     return app
+
+
+def _trace_refusal(
+    api: Api, agency: str, header: bytes, signature: bytes, code: str, detail: str
+) -> None:
+    """An envelope refused at the door is traced like one the router rejects (never queued).
+
+    It is traced under its message id only when the header names the caller as sender: nobody
+    appends to another agency's trace by quoting its message ids.
+    """
+    message_id, sender = loose_identity(header)
+    subject = subject_for(
+        message_id if sender == agency else None, envelope_digest(header, signature)
+    )
+    now = api.bus.clock.now()
+    events = [
+        TraceEvent(subject, Event.SUBMITTED, now, sender=agency, actor=agency, detail="over HTTP"),
+        TraceEvent(subject, Event.REJECTED, now, sender=agency, reason=code, detail=detail),
+    ]
+    retrying(api.engine, lambda conn: trace_db.append(conn, events))
 
 
 def _ping(engine: sa.Engine) -> None:

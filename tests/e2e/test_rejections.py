@@ -181,7 +181,7 @@ def test_a_header_over_64_kib_is_refused_by_the_api(parties: Parties) -> None:
     header = header_bytes(recipients=[H37]) + b" " * (64 * 1024)
     response = submit(parties[G22], header, parties.pki.sign(header))
     problem(response, 413, "header_too_large")
-    nothing_queued(parties, message_id_of(header))
+    refused_and_traced(parties, message_id_of(header), "header_too_large")
 
 
 def test_inline_attachments_over_the_limit_are_refused_by_the_api(parties: Parties) -> None:
@@ -189,16 +189,17 @@ def test_inline_attachments_over_the_limit_are_refused_by_the_api(parties: Parti
     header = header_bytes(recipients=[H37], attachments=[attachment("big.bin", content)])
     response = submit(parties[G22], header, parties.pki.sign(header), {"big.bin": content})
     problem(response, 413, "attachments_too_large")
-    nothing_queued(parties, message_id_of(header))
+    refused_and_traced(parties, message_id_of(header), "attachments_too_large")
 
 
-def nothing_queued(parties: Parties, message_id: str) -> None:
-    """A refusal at the door: no verdict, no trace, no inbox entry (checked after a message
-    sent later has gone through, so a late arrival would have shown)."""
+def refused_and_traced(parties: Parties, message_id: str, reason: str) -> None:
+    """A refusal at the door: traced as submitted and rejected, never queued, in no inbox
+    (checked after a message sent later has gone through, so a late arrival would have shown)."""
     marker = header_bytes(recipients=[H37])
     deliver(parties, marker, parties.pki.sign(marker))
+    timeline = parties.admin.trace(message_id)
+    assert [(e, r) for e, _, r in events(timeline)] == [("submitted", None), ("rejected", reason)]
     problem(call(parties[G22], "GET", f"/v1/messages/{message_id}"), 404, "not_found")
-    problem(call(parties.admin, "GET", f"/v1/trace/{message_id}"), 404, "not_found")
     for code in AGENCIES:
         assert not in_inbox(parties[code], message_id)
 
