@@ -16,6 +16,7 @@ import json
 import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -113,6 +114,17 @@ class RoutingStore(Protocol):
         """Which of these envelope digests were already accepted or rejected."""
         ...
 
+    def recall(self, message_ids: Collection[str]) -> AbstractContextManager[None]:
+        """While open, know what was accepted under these message ids from one lookup.
+
+        The verifier asks, for each envelope, what was accepted under its message id (its
+        replay check); when the store is also the verifier's ReplayGuard it answers those from
+        this lookup rather than with one query each. The answers are as of the lookup, as a
+        single query's would be: what two envelopes of one batch, or two routers, do at once
+        is settled by ``commit``.
+        """
+        ...
+
     def uploaded_blob(self, sha256: str, agency: str) -> Measured | None:
         """A blob ``agency`` uploaded with this digest, if any."""
         ...
@@ -201,26 +213,31 @@ class Router:
                     max_inline_bytes=self.max_inline_bytes,
                 )
             except submission.SubmissionError as exc:
-                parsed.append(Unparseable(str(exc), hashlib.sha256(item.body).hexdigest(), now))
+                parsed.append(
+                    Unparseable(printable(str(exc)), hashlib.sha256(item.body).hexdigest(), now)
+                )
                 continue
             parsed.append((sub, envelope_digest(sub.header, sub.signature)))
         done = self.store.processed([p[1] for p in parsed if isinstance(p, tuple)])
+        fresh = [p[0] for p in parsed if isinstance(p, tuple) and p[1] not in done]
+        ids = {i for sub in fresh if (i := loose_identity(sub.header)[0]) is not None}
         seen: set[str] = set()
         decisions: list[Decision] = []
-        for p in parsed:
-            if isinstance(p, Unparseable):
-                decisions.append(p)
-                continue
-            sub, digest = p
-            if digest in done or digest in seen:
-                decisions.append(Duplicate(digest, now, loose_identity(sub.header)[0]))
-                continue
-            seen.add(digest)
-            try:
-                decisions.append(self._verify(sub, digest, now))
-            except Exception as exc:
-                log.exception("deciding envelope %s failed", digest)
-                decisions.append(Failed(f"{type(exc).__name__}: {exc}", digest))
+        with self.store.recall(ids):
+            for p in parsed:
+                if isinstance(p, Unparseable):
+                    decisions.append(p)
+                    continue
+                sub, digest = p
+                if digest in done or digest in seen:
+                    decisions.append(Duplicate(digest, now, loose_identity(sub.header)[0]))
+                    continue
+                seen.add(digest)
+                try:
+                    decisions.append(self._verify(sub, digest, now))
+                except Exception as exc:
+                    log.exception("deciding envelope %s failed", digest)
+                    decisions.append(Failed(f"{type(exc).__name__}: {exc}", digest))
         return decisions
 
     def _verify(self, sub: submission.Submission, digest: str, now: dt.datetime) -> Decision:
@@ -231,10 +248,12 @@ class Router:
         if isinstance(verdict, Accepted):
             return Accept(verdict, sub.header, sub.signature, digest, now, sub.attachments)
         message_id, sender = loose_identity(sub.header)
+        # A detail may quote the submission (an unknown field's name): keep it storable.
+        detail = printable(verdict.detail)
         notice = None
         if self.notices is not None and message_id is not None and sender is not None:
-            notice = self.notices.notice(message_id, sender, verdict.reason, verdict.detail)
-        return Reject(verdict.reason, verdict.detail, digest, now, message_id, sender, notice)
+            notice = self.notices.notice(message_id, sender, verdict.reason, detail)
+        return Reject(verdict.reason, detail, digest, now, message_id, sender, notice)
 
     def _check_routing(
         self, accepted: Accepted, sub: submission.Submission
@@ -265,6 +284,15 @@ class Router:
 
 log = logging.getLogger(__name__)
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def printable(text: str) -> str:
+    """Text with control characters and lone surrogates escaped: what every store can hold
+    (PostgreSQL refuses NUL in text) and a notice may quote."""
+    return text.translate(_CONTROLS).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def loose_identity(header: bytes) -> tuple[str | None, str | None]:

@@ -15,12 +15,16 @@ import random
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
-from aiormq.exceptions import AMQPError
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from adapters.amqp.topology import ROUTING_KEY, Topology, declare
 from exchange.submission import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
+
+# What a publish raises when the broker is gone, refused it, or closed the channel under it (a
+# dropped connection leaves the channel closed: ChannelInvalidStateError, a RuntimeError).
+UNAVAILABLE = (AMQPError, ChannelInvalidStateError, ConnectionError, OSError, TimeoutError)
 
 
 class BrokerUnavailable(Exception):
@@ -79,7 +83,7 @@ class Publisher:
         """Connect, or check the connection; BrokerUnavailable when the broker is unreachable."""
         try:
             await self._ready()
-        except (AMQPError, ConnectionError, OSError, TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             await self._drop()
             raise BrokerUnavailable(self.url, f"{type(exc).__name__}: {exc}") from None
 
@@ -102,7 +106,7 @@ class Publisher:
                     timeout=self.timeout,
                 )
                 return
-            except (AMQPError, ConnectionError, OSError, TimeoutError) as exc:
+            except UNAVAILABLE as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 log.warning("publish attempt %d failed: %s", attempt + 1, last)
                 await self._drop()

@@ -6,7 +6,9 @@ work) and committed in one transaction; only then is each message acknowledged â
 the queue (an unexpected error: the delivery limit dead-letters a poison message), or rejected
 to the dead-letter exchange (not a submission at all). While the database is unreachable the
 router keeps its batch and retries with backoff, so an outage does not count against the
-delivery limit. On SIGTERM it stops consuming, finishes the batch in hand, and returns the rest.
+delivery limit. A batch that fails otherwise (an error in routing, or rows the database refuses)
+is routed again message by message, so that only the message behind it is returned to the queue.
+On SIGTERM it stops consuming, finishes the batch in hand, and returns the rest.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 
 RouteFn = Callable[[Sequence[Incoming]], list[Outcome]]
 DeadFn = Callable[[bytes, str | None, str, str], None]
+
+# Unique-key conflicts in a row before a batch counts as failing rather than racing.
+MAX_CONFLICTS = 3
 
 
 @dataclass
@@ -125,15 +130,25 @@ class RouterService:
     async def _process(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
         incoming = [Incoming(m.body, m.message_id) for m in batch]
         delay = 0.2
+        conflicts = 0
         while True:
             try:
                 outcomes = await asyncio.to_thread(self._route, incoming)
                 break
-            except sa.exc.IntegrityError:
+            except sa.exc.IntegrityError as exc:
                 # Another router stored one of these first; deciding again sees its rows.
+                conflicts += 1
+                if conflicts > MAX_CONFLICTS:
+                    await self._isolate(batch, stop, exc)
+                    return
                 self.stats.db_retries += 1
                 continue
             except sa.exc.DBAPIError as exc:
+                if not is_outage(exc):
+                    # The database refused these rows (e.g. a value it cannot hold): no retry
+                    # of the whole batch can succeed.
+                    await self._isolate(batch, stop, exc)
+                    return
                 self.stats.db_retries += 1
                 log.warning("database unavailable (%s); retrying in %.1fs", exc.orig, delay)
                 if stop.is_set():
@@ -141,6 +156,10 @@ class RouterService:
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+            except Exception as exc:  # noqa: BLE001 - logged in _isolate; the router goes on
+                # Not the database's doing: find the message behind it, route the others.
+                await self._isolate(batch, stop, exc)
+                return
         self.stats.batches += 1
         for message, outcome in zip(batch, outcomes, strict=True):
             self.stats.count(outcome)
@@ -154,6 +173,31 @@ class RouterService:
             except (AMQPError, ConnectionError, RuntimeError) as exc:
                 # The channel went away; the broker redelivers and the digest absorbs it.
                 log.warning("could not settle a message (%s); it will be redelivered", exc)
+
+    async def _isolate(
+        self, batch: list[AbstractIncomingMessage], stop: asyncio.Event, exc: Exception
+    ) -> None:
+        """Route each message of a failed batch alone: one poison message holds back no other.
+
+        The message that fails alone is returned to the queue; at the delivery limit the broker
+        dead-letters it, and ``record_dead`` keeps and traces it.
+        """
+        if len(batch) > 1:
+            log.error(
+                "routing a batch of %d failed; routing its messages one by one",
+                len(batch),
+                exc_info=exc,
+            )
+            for message in batch:
+                await self._process([message], stop)
+            return
+        log.error(
+            "routing message %s failed; it returns to the queue",
+            batch[0].message_id or "(no id)",
+            exc_info=exc,
+        )
+        self.stats.count(Outcome.RETRY)
+        await self._settle(batch, requeue=True)
 
     async def _settle(self, batch: list[AbstractIncomingMessage], *, requeue: bool) -> None:
         for message in batch:
@@ -181,6 +225,13 @@ class RouterService:
         self.stats.dead_lettered += 1
         with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
             await message.ack()
+
+
+def is_outage(exc: sa.exc.DBAPIError) -> bool:
+    """The database is unreachable or busy (wait and retry), not refusing these rows."""
+    return exc.connection_invalidated or isinstance(
+        exc, sa.exc.OperationalError | sa.exc.InterfaceError
+    )
 
 
 def dead_reason(message: AbstractIncomingMessage) -> tuple[str, str]:

@@ -9,9 +9,11 @@ gets an IntegrityError and the caller retries the batch, which then sees the sto
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
-from collections.abc import Collection, Sequence
+import threading
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,6 +44,7 @@ from exchange.routing import (
     Reject,
     Unparseable,
     loose_identity,
+    printable,
 )
 from exchange.tracing import Event, TraceEvent, subject_for
 from exchange.verification import Accepted, SignerSummary
@@ -67,12 +70,28 @@ def signer_json(s: SignerSummary) -> dict[str, Any]:
     }
 
 
+def _digests_by_id(conn: sa.Connection, message_ids: Collection[str]) -> dict[str, str]:
+    """Envelope digests of the stored messages among these ids."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(sorted(set(message_ids))):
+        for message_id, digest in conn.execute(
+            sa.select(messages.c.message_id, messages.c.envelope_digest).where(
+                messages.c.message_id.in_(chunk)
+            )
+        ):
+            found[message_id] = digest
+    return found
+
+
 class SqlRoutingStore:
     """RoutingStore and ReplayGuard over SQLAlchemy."""
 
     def __init__(self, engine: sa.Engine, *, bus_code: str) -> None:
         self.engine = engine
         self.bus_code = bus_code
+        # Per thread (each router batch is decided on one): the ids of the batch being decided
+        # and the digests accepted under them (see ``recall``).
+        self._recalled = threading.local()
 
     # --- questions asked while deciding ---------------------------------------------------
 
@@ -99,6 +118,19 @@ class SqlRoutingStore:
                 )
         return found
 
+    @contextlib.contextmanager
+    def recall(self, message_ids: Collection[str]) -> Iterator[None]:
+        ids = frozenset(message_ids)
+        digests: dict[str, str] = {}
+        if ids:
+            with self.engine.connect() as conn:
+                digests = _digests_by_id(conn, ids)
+        self._recalled.view = (ids, digests)
+        try:
+            yield
+        finally:
+            self._recalled.view = None
+
     def uploaded_blob(self, sha256: str, agency: str) -> Measured | None:
         with self.engine.connect() as conn:
             size = conn.execute(
@@ -121,6 +153,10 @@ class SqlRoutingStore:
             return Parties(sender, frozenset(recipients))
 
     def envelope_digest(self, message_id: Any) -> str | None:
+        key = str(message_id)
+        view: tuple[frozenset[str], dict[str, str]] | None = getattr(self._recalled, "view", None)
+        if view is not None and key in view[0]:
+            return view[1].get(key)
         with self.engine.connect() as conn:
             value: str | None = conn.execute(
                 sa.select(messages.c.envelope_digest).where(
@@ -171,20 +207,17 @@ class _Batch:
                     outcomes.append(Outcome.DUPLICATE)
                 else:
                     # Another router stored this id first, with other bytes: a replay.
+                    # (Its redelivery, once this rejection is recorded, is a duplicate.)
                     header = decision.accepted.header
-                    self._reject(
-                        Reject(
-                            Reason.REPLAY,
-                            f"message_id {message_id} was accepted before with other bytes",
-                            decision.digest,
-                            decision.received_at,
-                            message_id,
-                            header.sender,
-                        ),
-                        rejected,
-                        active,
+                    replay = Reject(
+                        Reason.REPLAY,
+                        f"message_id {message_id} was accepted before with other bytes",
+                        decision.digest,
+                        decision.received_at,
+                        message_id,
+                        header.sender,
                     )
-                    outcomes.append(Outcome.REJECTED)
+                    outcomes.append(self._reject(replay, rejected, active))
             elif isinstance(decision, Reject):
                 outcomes.append(self._reject(decision, rejected, active))
             elif isinstance(decision, Duplicate):
@@ -209,15 +242,7 @@ class _Batch:
         return outcomes
 
     def _stored_digests(self, message_ids: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for chunk in _chunks(sorted(set(message_ids))):
-            for message_id, digest in self.conn.execute(
-                sa.select(messages.c.message_id, messages.c.envelope_digest).where(
-                    messages.c.message_id.in_(chunk)
-                )
-            ):
-                found[message_id] = digest
-        return found
+        return _digests_by_id(self.conn, message_ids)
 
     def _rejected_digests(self, digests: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -417,6 +442,9 @@ def record_dead_letter(
     """Keep a dead-lettered body for administrators and trace it under its message or digest."""
     message_id = sender = None
     digest = hashlib.sha256(body).hexdigest()
+    # The transport id and the x-death header are whatever a publisher put there.
+    transport_id = printable(transport_id)[:128] if transport_id is not None else None
+    reason, detail = printable(reason)[:64], printable(detail)
     try:
         sub = submission.decode(
             body,
