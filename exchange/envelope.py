@@ -89,7 +89,7 @@ def _diagnose(data: bytes, error: ValidationError, limits: Limits) -> Rejected:
         if e["type"] == "extra_forbidden":
             return Rejected(
                 Reason.HEADER_UNKNOWN_FIELD,
-                f"field '{_location(e['loc'])}' is not part of envelope v1",
+                f"field {_location(e['loc'])!r} is not part of envelope v1",
             )
     for e in errors:
         if _at_agency_code(e["loc"]) and e["type"] != "missing":

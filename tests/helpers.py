@@ -6,8 +6,8 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +98,19 @@ class MemoryRegistry:
 
 @dataclass
 class Pki:
-    """A development PKI made by ``lienthong pki init``, loaded for tests."""
+    """A development PKI made by ``lienthong pki init``, loaded for tests.
+
+    Keys and certificates are read once: loading an RSA key checks it, which costs tens of ms.
+    """
 
     dev: DevPki
+    _loaded: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+
+    def _once(self, kind: str, name: str, load: Callable[[], Any]) -> Any:
+        key = (kind, name)
+        if key not in self._loaded:
+            self._loaded[key] = load()
+        return self._loaded[key]
 
     @property
     def root(self) -> Path:
@@ -110,18 +120,27 @@ class Pki:
         return load_certificates(self.dev.trust_anchors)
 
     def chain(self) -> list[x509.Certificate]:
-        return load_certificates(self.dev.chain)
+        chain: list[x509.Certificate] = self._once(
+            "chain", "", lambda: load_certificates(self.dev.chain)
+        )
+        return chain
 
     def crls(self) -> list[x509.CertificateRevocationList]:
         return [c for path in self.dev.crls for c in load_crls(path)]
 
     def seal(self, code: str = G22) -> SigningKey:
         cert, key = self.dev.seal(code)
-        return SigningKey(load_certificates(cert)[0], load_private_key(key))
+        loaded: SigningKey = self._once(
+            "seal", code, lambda: SigningKey(load_certificates(cert)[0], load_private_key(key))
+        )
+        return loaded
 
     def leader(self, code: str = G22) -> SigningKey:
         cert, key = self.dev.leader(code)
-        return SigningKey(load_certificates(cert)[0], load_private_key(key))
+        loaded: SigningKey = self._once(
+            "leader", code, lambda: SigningKey(load_certificates(cert)[0], load_private_key(key))
+        )
+        return loaded
 
     def registry(self) -> JsonRegistry:
         return JsonRegistry.load(self.dev.registry)

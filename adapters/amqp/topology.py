@@ -16,7 +16,10 @@ from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aiormq.exceptions import ChannelPreconditionFailed
 from pamqp.common import FieldTable
+
+from exchange.errors import ConfigurationError
 
 ROUTING_KEY = "envelope"
 
@@ -59,7 +62,23 @@ class Declared:
     dead: AbstractQueue
 
 
+class TopologyMismatch(ConfigurationError):
+    """The broker holds our queues or exchanges declared with other arguments."""
+
+
 async def declare(channel: AbstractChannel, topology: Topology) -> Declared:
+    try:
+        return await _declare(channel, topology)
+    except ChannelPreconditionFailed as exc:
+        raise TopologyMismatch(
+            f"RabbitMQ refused lienthong's topology ({exc}): a queue or exchange of prefix "
+            f"{topology.prefix!r} exists with other arguments (e.g. x-delivery-limit "
+            f"{topology.delivery_limit}); set LIENTHONG_DELIVERY_LIMIT to match it, or delete it "
+            "once it is drained"
+        ) from None
+
+
+async def _declare(channel: AbstractChannel, topology: Topology) -> Declared:
     submit = await channel.declare_exchange(
         topology.submit_exchange, aio_pika.ExchangeType.DIRECT, durable=True
     )

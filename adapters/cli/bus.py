@@ -20,7 +20,7 @@ import uvicorn
 from adapters import bootstrap
 from adapters.amqp.publisher import BrokerUnavailable, Publisher, redact
 from adapters.amqp.router import RouterService
-from adapters.amqp.topology import Topology
+from adapters.amqp.topology import Topology, TopologyMismatch
 from adapters.cli.output import EXIT_REJECTED, EXIT_UNAVAILABLE, fail, print_json
 from adapters.client import ApiError, BusClient
 from adapters.db import registry as reg
@@ -217,6 +217,8 @@ def router(
         asyncio.run(main())
     except (OSError, ConnectionError) as exc:
         _unreachable(settings, exc)
+    except TopologyMismatch as exc:
+        fail(str(exc))
 
 
 def _unreachable(settings: Settings, exc: BaseException) -> None:

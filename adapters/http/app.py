@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from adapters.amqp.publisher import BrokerUnavailable, Publisher
-from adapters.amqp.topology import Topology
+from adapters.amqp.topology import Topology, TopologyMismatch
 from adapters.blobstore import FileBlobStore, TooLarge
 from adapters.bootstrap import Bus
 from adapters.db import inbox as db
@@ -236,6 +236,13 @@ def create_app(api: Api) -> FastAPI:
             await api.publisher.publish(
                 Submission(header, signature, files).encode(), message_id=message_id
             )
+        except TopologyMismatch as exc:
+            log.error("cannot publish: %s", exc)
+            raise ApiProblem(
+                503,
+                "broker_misconfigured",
+                "the bus cannot queue envelopes now; nothing was queued",
+            ) from None
         except BrokerUnavailable as exc:
             raise ApiProblem(
                 503,

@@ -204,13 +204,6 @@ def refused_and_traced(parties: Parties, message_id: str, reason: str) -> None:
         assert not in_inbox(parties[code], message_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exchange/routing.py Router.decide frames submissions with max_header = the policy's "
-    "header limit, so a well-framed envelope with a header over 64 KiB sent over AMQP is "
-    "dead-lettered as unparseable: no header_too_large rejection, no verdict for the sender, "
-    "no notice",
-)
 def test_a_header_over_64_kib_sent_over_amqp_is_rejected_by_the_router(
     parties: Parties, shared_bus: BusProcesses, tmp_path: Path
 ) -> None:

@@ -21,11 +21,10 @@ import aio_pika
 import pytest
 import sqlalchemy as sa
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
-from aiormq.exceptions import ChannelPreconditionFailed
 
 from adapters.amqp.publisher import BrokerUnavailable, Publisher
 from adapters.amqp.router import RouterService
-from adapters.amqp.topology import ROUTING_KEY, Topology, declare
+from adapters.amqp.topology import ROUTING_KEY, Topology, TopologyMismatch, declare
 from exchange.routing import Incoming, Outcome
 from exchange.submission import CONTENT_TYPE
 from tests.services import AMQP_URL, delete_topology, free_port
@@ -122,8 +121,9 @@ def test_declaring_the_topology_twice_is_idempotent(topology: Topology) -> None:
 def test_redeclaring_with_other_arguments_is_refused(topology: Topology) -> None:
     asyncio.run(with_channel(lambda channel: declare(channel, topology)))
     other = Topology(topology.prefix, delivery_limit=topology.delivery_limit + 1)
-    with pytest.raises(ChannelPreconditionFailed):
+    with pytest.raises(TopologyMismatch, match="x-delivery-limit") as refused:
         asyncio.run(with_channel(lambda channel: declare(channel, other)))
+    assert "LIENTHONG_DELIVERY_LIMIT" in str(refused.value)
 
 
 def test_the_router_queue_is_quorum_with_a_delivery_limit_and_dead_lettering(
