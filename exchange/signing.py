@@ -37,10 +37,17 @@ class SigningKey:
     private_key: PrivateKeyTypes
 
 
-def _scheme(key: PrivateKeyTypes) -> tuple[bytes, bytes, str]:
-    """(digestAlgorithm, signatureAlgorithm DER, hashlib name) for a key."""
+def scheme_for(
+    key: PrivateKeyTypes, *, rsa_oid: bytes = oids.RSA_ENCRYPTION
+) -> tuple[bytes, bytes, str]:
+    """(digestAlgorithm DER, signatureAlgorithm DER, hashlib name) a key signs CMS with.
+
+    RSA keys sign PKCS#1 v1.5 with SHA-256, named ``rsa_oid`` (rsaEncryption, as OpenSSL writes
+    it, or sha256WithRSAEncryption); EC keys with the hash of their curve; Ed25519 per RFC 8419.
+    Raises InputError for other keys.
+    """
     if isinstance(key, rsa.RSAPrivateKey):
-        return w.algorithm(oids.SHA256), w.algorithm(oids.RSA_ENCRYPTION, w.null()), "sha256"
+        return w.algorithm(oids.SHA256), w.algorithm(rsa_oid, w.null()), "sha256"
     if isinstance(key, ec.EllipticCurvePrivateKey):
         if isinstance(key.curve, ec.SECP384R1):
             return w.algorithm(oids.SHA384), w.algorithm(oids.ECDSA_WITH_SHA384), "sha384"
@@ -52,7 +59,8 @@ def _scheme(key: PrivateKeyTypes) -> tuple[bytes, bytes, str]:
     raise InputError(f"{type(key).__name__} keys cannot sign envelopes")
 
 
-def _raw_sign(key: PrivateKeyTypes, data: bytes, hash_name: str) -> bytes:
+def raw_sign(key: PrivateKeyTypes, data: bytes, hash_name: str) -> bytes:
+    """The signature value over ``data`` in the scheme ``scheme_for`` named."""
     algorithm: hashes.HashAlgorithm = {
         "sha256": hashes.SHA256(),
         "sha384": hashes.SHA384(),
@@ -75,7 +83,7 @@ def _signer_info(
     signer: SigningKey, content: bytes, signing_time: dt.datetime, timestamper: Timestamper | None
 ) -> tuple[bytes, bytes]:
     facts = facts_from_certificate(signer.certificate)
-    digest_alg, signature_alg, hash_name = _scheme(signer.private_key)
+    digest_alg, signature_alg, hash_name = scheme_for(signer.private_key)
     cert_der = facts.der
     ess_id = w.sequence(
         w.octets(hashlib.sha256(cert_der).digest()),
@@ -90,7 +98,7 @@ def _signer_info(
         _attribute(oids.ATTR_MESSAGE_DIGEST, w.octets(hashlib.new(hash_name, content).digest())),
         _attribute(oids.ATTR_SIGNING_CERTIFICATE_V2, w.sequence(w.sequence(ess_id))),
     )
-    signature = _raw_sign(signer.private_key, attributes, hash_name)
+    signature = raw_sign(signer.private_key, attributes, hash_name)
     fields = [
         w.integer(1),
         w.sequence(facts.issuer_der, w.integer(facts.serial)),

@@ -72,6 +72,22 @@ class SignerSummary:
     timestamp: dt.datetime | None
     tsa: str | None
 
+    def as_dict(self) -> dict[str, str | None]:
+        """The summary as JSON-ready values (what the API returns and the database keeps)."""
+        return {
+            "role": self.role.value,
+            "name": self.name,
+            "title": self.title,
+            "organization": self.organization,
+            "agency_code": self.agency_code,
+            "fingerprint_sha256": self.fingerprint,
+            "serial": self.serial,
+            "issuer": self.issuer,
+            "signing_time": self.signing_time.isoformat(),
+            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+            "tsa": self.tsa,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:

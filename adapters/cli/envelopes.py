@@ -31,7 +31,7 @@ from exchange.ports import FixedClock, SystemClock
 from exchange.signing import SigningKey, sign_detached
 from exchange.timestamps import TimestampVerifier, TsaRevocation
 from exchange.trust import TrustStore
-from exchange.verification import Accepted, SignerSummary, Verifier
+from exchange.verification import Accepted, Verifier
 from schemas.header import AttachmentRef, Header, Priority, StatusCode, SteeringType
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -233,22 +233,6 @@ def _parse_at(value: str) -> dt.datetime:
     return at.astimezone(dt.UTC)
 
 
-def _signer_json(s: SignerSummary) -> dict[str, object]:
-    return {
-        "role": s.role.value,
-        "name": s.name,
-        "title": s.title,
-        "organization": s.organization,
-        "agency_code": s.agency_code,
-        "fingerprint_sha256": s.fingerprint,
-        "serial": s.serial,
-        "issuer": s.issuer,
-        "signing_time": s.signing_time.isoformat(),
-        "timestamp": s.timestamp.isoformat() if s.timestamp else None,
-        "tsa": s.tsa,
-    }
-
-
 def _print_accepted(result: Accepted) -> None:
     h = result.header
     typer.echo(f"ACCEPTED  message {h.message_id} ({h.kind})")
@@ -344,8 +328,8 @@ def verify(
                     "message_id": str(verdict.header.message_id),
                     "sender": verdict.sender,
                     "recipients": verdict.header.recipients,
-                    "seal": _signer_json(verdict.seal),
-                    "personal_signers": [_signer_json(s) for s in verdict.personal],
+                    "seal": verdict.seal.as_dict(),
+                    "personal_signers": [s.as_dict() for s in verdict.personal],
                     "trusted_time": verdict.trusted_time.isoformat(),
                     "time_source": verdict.time_source,
                     "registry_checked": verdict.registry_checked,

@@ -47,27 +47,11 @@ from exchange.routing import (
     printable,
 )
 from exchange.tracing import Event, TraceEvent, subject_for
-from exchange.verification import Accepted, SignerSummary
+from exchange.verification import Accepted
 
 
 def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def signer_json(s: SignerSummary) -> dict[str, Any]:
-    return {
-        "role": s.role.value,
-        "name": s.name,
-        "title": s.title,
-        "organization": s.organization,
-        "agency_code": s.agency_code,
-        "fingerprint_sha256": s.fingerprint,
-        "serial": s.serial,
-        "issuer": s.issuer,
-        "signing_time": s.signing_time.isoformat(),
-        "timestamp": s.timestamp.isoformat() if s.timestamp else None,
-        "tsa": s.tsa,
-    }
 
 
 def _digests_by_id(conn: sa.Connection, message_ids: Collection[str]) -> dict[str, str]:
@@ -281,8 +265,7 @@ class _Batch:
                 "envelope_digest": decision.digest,
                 "header": decision.header,
                 "signature": decision.signature,
-                "signers": [signer_json(accepted.seal)]
-                + [signer_json(s) for s in accepted.personal],
+                "signers": [accepted.seal.as_dict()] + [s.as_dict() for s in accepted.personal],
                 "subject": header.document.subject if header.document else None,
                 "for_message_id": str(header.status.for_message_id) if header.status else None,
                 "status_code": header.status.code.value if header.status else None,

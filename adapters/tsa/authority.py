@@ -36,8 +36,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -54,8 +52,9 @@ from exchange import der, oids
 from exchange import derwrite as w
 from exchange.algorithms import HASHLIB_NAMES
 from exchange.certificates import facts_from_certificate
-from exchange.errors import ConfigurationError
+from exchange.errors import ConfigurationError, InputError
 from exchange.ports import Clock
+from exchange.signing import raw_sign, scheme_for
 from exchange.timestamps import EKU_TIME_STAMPING
 
 log = logging.getLogger(__name__)
@@ -210,7 +209,7 @@ class TimeStampAuthority:
             self.digest_algorithm,
             w.implicit(0, attributes),
             self.signature_algorithm,
-            w.octets(_sign(self.key, attributes, self._hash)),
+            w.octets(raw_sign(self.key, attributes, self._hash)),
         )
         signed_data = w.sequence(
             w.integer(3),
@@ -250,29 +249,9 @@ def _accuracy(value: dt.timedelta) -> bytes:
 
 def _scheme(key: PrivateKeyTypes) -> tuple[bytes, bytes, str]:
     """(digestAlgorithm DER, signatureAlgorithm DER, hashlib name) for a TSA key."""
-    if isinstance(key, rsa.RSAPrivateKey):
-        return w.algorithm(oids.SHA256), w.algorithm(oids.SHA256_WITH_RSA, w.null()), "sha256"
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        if isinstance(key.curve, ec.SECP384R1):
-            return w.algorithm(oids.SHA384), w.algorithm(oids.ECDSA_WITH_SHA384), "sha384"
-        if isinstance(key.curve, ec.SECP521R1):
-            return w.algorithm(oids.SHA512), w.algorithm(oids.ECDSA_WITH_SHA512), "sha512"
-        return w.algorithm(oids.SHA256), w.algorithm(oids.ECDSA_WITH_SHA256), "sha256"
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return w.algorithm(oids.SHA512), w.algorithm(oids.ED25519), "sha512"
-    raise ConfigurationError(f"{type(key).__name__} keys cannot sign time-stamp tokens")
-
-
-def _sign(key: PrivateKeyTypes, data: bytes, hash_name: str) -> bytes:
-    algorithm: hashes.HashAlgorithm = {
-        "sha256": hashes.SHA256(),
-        "sha384": hashes.SHA384(),
-        "sha512": hashes.SHA512(),
-    }[hash_name]
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(data, padding.PKCS1v15(), algorithm)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(data, ec.ECDSA(algorithm))
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign(data)
-    raise ConfigurationError(f"{type(key).__name__} keys cannot sign time-stamp tokens")
+    try:
+        return scheme_for(key, rsa_oid=oids.SHA256_WITH_RSA)
+    except InputError:
+        raise ConfigurationError(
+            f"{type(key).__name__} keys cannot sign time-stamp tokens"
+        ) from None
