@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test unit check lint format bench demo run clean
+.PHONY: install test unit faults check lint format bench demo run clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The fault-injection scenarios (minutes, RabbitMQ nodes of their own) run apart: make faults.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not faults"
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+# Each scenario has a hard time limit (tests/faults/conftest.py); figures in fault-results/.
+faults: $(STAMP)
+	$(BIN)/python -m pytest -q -m faults tests/faults
 
 check: $(STAMP)
 	$(BIN)/ruff check .

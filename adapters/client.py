@@ -1,8 +1,9 @@
 """A client of the bus's HTTP API for agency systems (and the ``lienthong`` command).
 
 Every request is signed (``adapters.httpsig``) with the key of a certificate registered to the
-agency. Submissions are retried with backoff while the bus answers 503 or cannot be reached: the
-router absorbs the duplicates a retry may create.
+agency. Submissions are retried with backoff (jittered, at least the ``Retry-After`` the bus asks
+for, at most 5 s apart) while the bus answers 502/503/504 or cannot be reached or does not
+answer: the router absorbs the duplicates a retry may create. Each attempt is signed anew.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import random
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,14 +25,22 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from adapters import httpsig
 from adapters.files import load_certificates, load_private_key
 
+# Answers after which a submission is sent again: the bus (or a proxy before it) could not
+# queue it now. Anything else is final.
+RETRY_STATUSES = frozenset({502, 503, 504})
+MAX_DELAY_S = 5.0
+
 
 class ApiError(Exception):
     """The bus answered with a problem (RFC 9457)."""
 
-    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
+    def __init__(
+        self, status: int, problem: Mapping[str, Any], retry_after: float | None = None
+    ) -> None:
         self.status = status
         self.problem = dict(problem)
         self.code = str(problem.get("code", "error"))
+        self.retry_after = retry_after
         super().__init__(f"{status} {self.code}: {problem.get('detail', '')}")
 
 
@@ -88,7 +98,7 @@ class BusClient:
                 problem = response.json()
             except ValueError:
                 problem = {"code": "http_error", "detail": response.text[:200]}
-            raise ApiError(response.status_code, problem)
+            raise ApiError(response.status_code, problem, _retry_after(response))
         return response
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -115,19 +125,24 @@ class BusClient:
         ).encode()
         delay = 0.2
         for attempt in range(retries + 1):
+            wait = delay * (0.5 + random.random())  # noqa: S311 - jitter, not a secret
             try:
                 result: dict[str, Any] = self._json(
                     "POST", "/v1/messages", body=body, content_type="application/json"
                 )
                 return result
             except ApiError as exc:
-                if exc.status != 503 or attempt == retries:
+                if exc.status not in RETRY_STATUSES or attempt == retries:
                     raise
+                if exc.retry_after is not None:
+                    wait = min(max(wait, exc.retry_after), MAX_DELAY_S)
             except httpx.TransportError:
+                # Connection refused or reset, or no answer: the envelope may have been queued
+                # anyway; sending it again is safe (the router absorbs the copy).
                 if attempt == retries:
                     raise
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            time.sleep(wait)
+            delay = min(delay * 2, MAX_DELAY_S)
         raise AssertionError("unreachable")
 
     def upload(self, content: bytes) -> dict[str, Any]:
@@ -171,3 +186,8 @@ class BusClient:
     def search_trace(self, **params: str | int) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", "/v1/trace", params=params)
         return result
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None

@@ -4,6 +4,13 @@ A publish counts as done only when the broker confirmed it (``publisher_confirms
 not return it as unroutable (``on_return_raises=True`` with ``mandatory=True``): otherwise a
 returned message would look like success. A retry after a dropped connection can publish the
 same bytes twice; the router recognises the second copy by its digest and absorbs it.
+
+One Publisher is shared by concurrent publishes (the API's requests). They share one connection:
+a publish that failed drops only the connection it failed on (never a newer one another publish
+has just opened), and while the broker is unreachable one connection attempt answers all the
+publishes waiting for it, so a hundred waiting requests do not make a hundred attempts in turn.
+The Publisher reconnects itself (a plain connection, reopened by the next attempt), which keeps
+it free of a second, background reconnect loop racing its own.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import logging
 import random
 
 import aio_pika
-from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.connection import make_url
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from adapters.amqp.topology import ROUTING_KEY, Topology, declare
@@ -23,8 +31,18 @@ from exchange.submission import CONTENT_TYPE
 log = logging.getLogger(__name__)
 
 # What a publish raises when the broker is gone, refused it, or closed the channel under it (a
-# dropped connection leaves the channel closed: ChannelInvalidStateError, a RuntimeError).
-UNAVAILABLE = (AMQPError, ChannelInvalidStateError, ConnectionError, OSError, TimeoutError)
+# dropped connection leaves the channel closed: ChannelInvalidStateError, a RuntimeError). A
+# connection closed during aiormq's handshake surfaces as StopAsyncIteration or EOFError (its
+# frame reader ran dry): the broker is unreachable all the same.
+UNAVAILABLE = (
+    AMQPError,
+    ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    EOFError,
+    StopAsyncIteration,
+)
 
 
 class BrokerUnavailable(Exception):
@@ -61,30 +79,69 @@ class Publisher:
         self.timeout = timeout
         self.retries = retries
         self.connection_name = connection_name
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: AbstractConnection | None = None
         self._exchange: AbstractExchange | None = None
+        self._channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
+        # Connection attempts made, and how the last one failed (None: it succeeded).
+        self._attempts = 0
+        self._failure: BaseException | None = None
 
     async def _ready(self) -> AbstractExchange:
+        attempts = self._attempts
         async with self._lock:
             if self._exchange is not None and self._connection and not self._connection.is_closed:
                 return self._exchange
+            if self._attempts != attempts and self._failure is not None:
+                # Another publish tried to connect while this one waited, and failed: its
+                # answer is this one's too (the caller backs off before asking again).
+                raise self._failure
             await self.close()
-            self._connection = await aio_pika.connect_robust(
-                self.url,
-                timeout=self.timeout,
+            # Made here rather than by aio_pika.connect(), which drops a connection whose
+            # handshake failed without closing it (its __del__ then leaks a close coroutine).
+            self._connection = aio_pika.Connection(
+                make_url(self.url),
                 client_properties={"connection_name": self.connection_name},
             )
-            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-            self._exchange = (await declare(channel, self.topology)).submit
+            try:
+                await self._connection.connect(timeout=self.timeout)
+                channel = await self._connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+                self._exchange = (await declare(channel, self.topology)).submit
+                self._channel = channel
+            except UNAVAILABLE as exc:
+                self._failure = exc
+                await self.close()
+                raise
+            except BaseException:
+                self._failure = None
+                await self.close()
+                raise
+            finally:
+                # Counted once settled: a publish arriving meanwhile waits for this answer.
+                self._attempts += 1
+            self._failure = None
             return self._exchange
 
     async def ping(self) -> None:
-        """Connect, or check the connection; BrokerUnavailable when the broker is unreachable."""
+        """Check the broker answers (a round trip, within ``timeout``); BrokerUnavailable if not.
+
+        A connection that looks open may lead to a broker that stopped answering: the check
+        asks the broker about the submit exchange rather than trusting the socket.
+        """
+        exchange: AbstractExchange | None = None
         try:
-            await self._ready()
+            exchange = await self._ready()
+            assert self._channel is not None
+            await asyncio.wait_for(
+                self._channel.declare_exchange(
+                    self.topology.submit_exchange, aio_pika.ExchangeType.DIRECT, passive=True
+                ),
+                timeout=self.timeout,
+            )
         except UNAVAILABLE as exc:
-            await self._drop()
+            await self._drop(exchange)
             raise BrokerUnavailable(self.url, f"{type(exc).__name__}: {exc}") from None
 
     async def publish(self, body: bytes, *, message_id: str | None = None) -> None:
@@ -92,6 +149,7 @@ class Publisher:
         delay = 0.1
         last = "no attempt"
         for attempt in range(self.retries + 1):
+            exchange: AbstractExchange | None = None
             try:
                 exchange = await self._ready()
                 await exchange.publish(
@@ -109,18 +167,23 @@ class Publisher:
             except UNAVAILABLE as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 log.warning("publish attempt %d failed: %s", attempt + 1, last)
-                await self._drop()
+                await self._drop(exchange)
             if attempt < self.retries:
                 await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
                 delay = min(delay * 2, 5.0)
         raise BrokerUnavailable(self.url, last)
 
-    async def _drop(self) -> None:
+    async def _drop(self, failed: AbstractExchange | None) -> None:
+        """Close the connection ``failed`` was published on, unless it was replaced already."""
+        if failed is None:
+            return
         async with self._lock:
-            await self.close()
+            if self._exchange is failed:
+                await self.close()
 
     async def close(self) -> None:
         connection, self._connection, self._exchange = self._connection, None, None
+        self._channel = None
         if connection is not None and not connection.is_closed:
-            with contextlib.suppress(AMQPError, ConnectionError, OSError):
+            with contextlib.suppress(*UNAVAILABLE):
                 await connection.close()

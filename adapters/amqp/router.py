@@ -9,6 +9,12 @@ router keeps its batch and retries with backoff, so an outage does not count aga
 delivery limit. A batch that fails otherwise (an error in routing, or rows the database refuses)
 is routed again message by message, so that only the message behind it is returned to the queue.
 On SIGTERM it stops consuming, finishes the batch in hand, and returns the rest.
+
+The connection is robust: when the broker goes away the router keeps what it holds (acks on the
+dead channel fail; the broker redelivers and the digest absorbs the copies), reconnects every
+``reconnect_interval`` seconds for as long as it takes, and aio-pika restores its channel, qos and
+both consumers. ``broker_state()`` says whether it is connected now, for ``lienthong router
+--health-port``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dataclasses import dataclass, field
 
 import aio_pika
 import sqlalchemy as sa
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aiormq.exceptions import AMQPError
 
 from adapters.amqp.topology import Topology, declare
@@ -36,6 +42,10 @@ DeadFn = Callable[[bytes, str | None, str, str], None]
 
 # Unique-key conflicts in a row before a batch counts as failing rather than racing.
 MAX_CONFLICTS = 3
+# Seconds between attempts to reach a broker that went away (aio-pika's default is 5).
+RECONNECT_INTERVAL = 1.0
+# At most this long for each step of a shutdown that needs the broker to answer.
+SHUTDOWN_STEP_S = 5.0
 
 
 @dataclass
@@ -44,6 +54,8 @@ class RouterStats:
     outcomes: dict[str, int] = field(default_factory=dict)
     dead_lettered: int = 0
     db_retries: int = 0
+    reconnects: int = 0
+    last_delivery: float | None = None  # time.monotonic() of the last message received
 
     def count(self, outcome: Outcome) -> None:
         self.outcomes[outcome.value] = self.outcomes.get(outcome.value, 0) + 1
@@ -62,6 +74,7 @@ class RouterService:
         batch_wait_ms: int = 5,
         name: str = "lienthong-router",
         before_batch: Callable[[], None] | None = None,
+        reconnect_interval: float = RECONNECT_INTERVAL,
     ) -> None:
         self.url = url
         self.topology = topology
@@ -72,18 +85,48 @@ class RouterService:
         self.batch_wait = batch_wait_ms / 1000
         self.name = name
         self.before_batch = before_batch
+        self.reconnect_interval = reconnect_interval
         self.stats = RouterStats()
         self._queue: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._batch = 0
+
+    def holding(self) -> int:
+        """Deliveries received and not yet settled (the batch in hand and those waiting)."""
+        return self._batch + self._queue.qsize()
+
+    def broker_state(self) -> str:
+        """``ok`` while connected with the consuming channel open; else what is missing."""
+        connection, channel = self._connection, self._channel
+        if connection is None or channel is None:
+            return "unavailable: not connected yet"
+        if connection.is_closed:
+            return "unavailable: closed"
+        if not connection.connected.is_set():
+            return "unavailable: reconnecting"
+        if channel.is_closed:
+            return "unavailable: channel closed, reopening"
+        return "ok"
+
+    async def _receive(self, message: AbstractIncomingMessage) -> None:
+        self.stats.last_delivery = time.monotonic()
+        await self._queue.put(message)
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         connection = await aio_pika.connect_robust(
-            self.url, client_properties={"connection_name": self.name}
+            self.url,
+            client_properties={"connection_name": self.name},
+            reconnect_interval=self.reconnect_interval,
         )
+        connection.reconnect_callbacks.add(self._reconnected)
+        self._connection = connection
         try:
             channel = await connection.channel()
+            self._channel = channel
             await channel.set_qos(prefetch_count=self.prefetch)
             declared = await declare(channel, self.topology)
-            router_tag = await declared.router.consume(self._queue.put)
+            router_tag = await declared.router.consume(self._receive)
             dead_tag = await declared.dead.consume(self._on_dead)
             log.info("router consuming %s (prefetch %d)", self.topology.router_queue, self.prefetch)
             if ready is not None:
@@ -91,14 +134,26 @@ class RouterService:
             while not stop.is_set():
                 batch = await self._gather(stop)
                 if batch:
-                    await self._process(batch, stop)
-            with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
-                await declared.router.cancel(router_tag)
-                await declared.dead.cancel(dead_tag)
+                    self._batch = len(batch)
+                    try:
+                        await self._process(batch, stop)
+                    finally:
+                        self._batch = 0
+            if connection.connected.is_set():
+                # Stop deliveries first. Without a broker there is nothing to cancel, and a
+                # robust channel would wait for the reconnection before cancelling: skip it.
+                with contextlib.suppress(AMQPError, ConnectionError, RuntimeError, TimeoutError):
+                    await asyncio.wait_for(declared.router.cancel(router_tag), SHUTDOWN_STEP_S)
+                    await asyncio.wait_for(declared.dead.cancel(dead_tag), SHUTDOWN_STEP_S)
             await self._return_unprocessed()
         finally:
-            with contextlib.suppress(AMQPError, ConnectionError, OSError):
-                await connection.close()
+            self._channel = None
+            with contextlib.suppress(AMQPError, ConnectionError, OSError, TimeoutError):
+                await asyncio.wait_for(connection.close(), SHUTDOWN_STEP_S)
+
+    def _reconnected(self, _connection: object) -> None:
+        self.stats.reconnects += 1
+        log.info("router reconnected to the broker (%d time(s))", self.stats.reconnects)
 
     async def _gather(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
         try:

@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import sqlalchemy as sa
 import typer
 import uvicorn
 
 from adapters import bootstrap
+from adapters.amqp.health import HealthServer
 from adapters.amqp.publisher import BrokerUnavailable, Publisher, redact
 from adapters.amqp.router import RouterService
 from adapters.amqp.topology import Topology, TopologyMismatch
@@ -186,6 +188,13 @@ def router(
     name: Annotated[
         str, typer.Option(help="Connection name shown by RabbitMQ.")
     ] = "lienthong-router",
+    health_port: Annotated[
+        int | None,
+        typer.Option(help="Serve /healthz and /readyz (broker and database state) on this port."),
+    ] = None,
+    health_host: Annotated[str, typer.Option(help="Address of the health endpoint.")] = (
+        "127.0.0.1"
+    ),
 ) -> None:
     """Run a router until SIGTERM or Ctrl-C: consume, verify, store, deliver, acknowledge."""
     _logging()
@@ -205,12 +214,40 @@ def router(
         before_batch=bus.crl_sync.maybe_refresh,
     )
 
+    async def ready_checks() -> dict[str, str]:
+        return {
+            "broker": service.broker_state(),
+            "database": await database_state(bus.engine),
+        }
+
+    def info() -> dict[str, object]:
+        stats = service.stats
+        return {
+            "batches": stats.batches,
+            "holding": service.holding(),
+            "outcomes": dict(stats.outcomes),
+            "dead_lettered": stats.dead_lettered,
+            "db_retries": stats.db_retries,
+            "reconnects": stats.reconnects,
+            "last_delivery_s_ago": None
+            if stats.last_delivery is None
+            else round(time.monotonic() - stats.last_delivery, 3),
+        }
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await service.run(stop)
+        health = None
+        if health_port is not None:
+            health = HealthServer(health_host, health_port, ready_checks, info)
+            await health.start()
+        try:
+            await service.run(stop)
+        finally:
+            if health is not None:
+                await health.close()
         log.info("router stopped: %s", json.dumps(service.stats.outcomes))
 
     try:
@@ -219,6 +256,25 @@ def router(
         _unreachable(settings, exc)
     except TopologyMismatch as exc:
         fail(str(exc))
+
+
+DATABASE_CHECK_S = 3.0
+
+
+async def database_state(engine: sa.Engine) -> str:
+    """``ok`` when the database answers a query within DATABASE_CHECK_S seconds."""
+
+    def ping() -> None:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    try:
+        await asyncio.wait_for(asyncio.to_thread(ping), DATABASE_CHECK_S)
+    except TimeoutError:
+        return f"unavailable: no answer within {DATABASE_CHECK_S:g}s"
+    except sa.exc.DBAPIError as exc:
+        return f"unavailable: {type(exc.orig).__name__}"
+    return "ok"
 
 
 def _unreachable(settings: Settings, exc: BaseException) -> None:

@@ -17,7 +17,18 @@ def create_engine(url: str, *, pool_size: int = 5) -> sa.Engine:
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # A connection attempt to an unreachable server gives up (and the router retries, /readyz
+    # answers "unavailable") rather than hanging on the operating system's TCP timeout.
+    return sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+    )
+
+
+CONNECT_TIMEOUT_S = 5
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

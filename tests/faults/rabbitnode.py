@@ -9,10 +9,12 @@ killed by the PID the node writes; the shared epmd is never touched.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -22,7 +24,8 @@ from pathlib import Path
 def _rabbitmq_owns(path: Path) -> None:
     shutil.chown(path, "rabbitmq", "rabbitmq")
     for child in path.rglob("*"):
-        shutil.chown(child, "rabbitmq", "rabbitmq")
+        with contextlib.suppress(FileNotFoundError):  # a running node's file may come and go
+            shutil.chown(child, "rabbitmq", "rabbitmq")
 
 
 @dataclass
@@ -68,7 +71,8 @@ class RabbitNode:
         (folder / "rabbitmq.conf").write_text(
             f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
         )
-        _rabbitmq_owns(self.root)
+        shutil.chown(self.root, "rabbitmq", "rabbitmq")
+        _rabbitmq_owns(folder)  # its own folder only: the other nodes' are theirs
         with (folder / "console.log").open("ab") as out:
             self.process = subprocess.Popen(
                 ["setsid", "rabbitmq-server"],
@@ -145,8 +149,28 @@ def cluster(root: Path, size: int, base_port: int) -> list[RabbitNode]:
         RabbitNode(f"lt{base_port}c{i + 1}", root, base_port + i, base_port + 20000 + i)
         for i in range(size)
     ]
-    for node in nodes:
-        node.start()
+    # Booting a node takes seconds: boot them side by side, then join them one by one.
+    with concurrent.futures.ThreadPoolExecutor(size) as pool:
+        for started in [pool.submit(node.start) for node in nodes]:
+            started.result()
     for node in nodes[1:]:
         node.join(nodes[0])
     return nodes
+
+
+def free_base_port(count: int, start: int = 5690, stop: int = 6400) -> int:
+    """A port p with p..p+count-1 and p+20000..p+20000+count-1 free (AMQP, distribution)."""
+    for base in range(start, stop, 10):
+        ports = [*range(base, base + count), *range(base + 20000, base + 20000 + count)]
+        if all(_free(port) for port in ports):
+            return base
+    raise AssertionError(f"no free ports for {count} RabbitMQ nodes in {start}..{stop}")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
