@@ -24,61 +24,119 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite under data_dir. postgresql+psycopg://..."
     )
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    amqp_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/", description="The RabbitMQ broker (AMQP 0-9-1 URL)."
+    )
     pki_dir: Path | None = Field(
         None, description="A development PKI folder: fills the trust and bus settings below."
     )
-    trust_anchors: Path | None = None
+    trust_anchors: Path | None = Field(
+        None, description="PEM file of the trust anchors (root CA certificates) of signers."
+    )
     intermediates: Path | None = Field(
         None, description="Issuing CA certificates that request-signing credentials chain through."
     )
-    tsa_trust_anchors: Path | None = None
-    crl_files: list[Path] = Field(default_factory=list)
-    bus_code: str = "000.00.00.LT0"
-    bus_cert: Path | None = None
-    bus_key: Path | None = None
+    tsa_trust_anchors: Path | None = Field(
+        None, description="PEM file of the TSA trust anchors; default: trust_anchors."
+    )
+    crl_files: list[Path] = Field(
+        default_factory=list, description="CRL files (PEM or DER) read again when they change."
+    )
+    bus_code: str = Field("000.00.00.LT0", description="The bus's own agency code (notices).")
+    bus_cert: Path | None = Field(None, description="The bus's certificate: it seals notices.")
+    bus_key: Path | None = Field(None, description="The private key of bus_cert (PEM).")
     admin_certificates: Path | None = Field(
         None, description="PEM file of the certificates whose holders administer the bus."
     )
 
     # Topology.
-    exchange_prefix: str = "lienthong"
-    delivery_limit: int = Field(5, ge=1, le=100)
-    prefetch: int = Field(256, ge=1, le=10_000)
-    batch_max: int = Field(256, ge=1, le=10_000)
-    batch_wait_ms: int = Field(5, ge=0, le=1000)
-    publish_timeout_s: float = 10.0
-    publish_retries: int = Field(8, ge=0)
+    exchange_prefix: str = Field(
+        "lienthong", description="Names of the exchanges and queues: PREFIX.submit, .router..."
+    )
+    delivery_limit: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Deliveries of one message to routers before it is dead-lettered "
+        "(x-delivery-limit of the router queue).",
+    )
+    prefetch: int = Field(
+        256, ge=1, le=10_000, description="Unacknowledged messages a router holds at once."
+    )
+    batch_max: int = Field(
+        256, ge=1, le=10_000, description="Messages routed in one transaction (at most prefetch)."
+    )
+    batch_wait_ms: int = Field(
+        5, ge=0, le=1000, description="How long a router waits to fill a batch."
+    )
+    publish_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="How long one publish waits for the broker's confirm."
+    )
+    publish_retries: int = Field(
+        8, ge=0, le=100, description="Publish attempts after the first, with backoff (max 5 s)."
+    )
 
     # API.
-    api_host: str = "127.0.0.1"
-    api_port: int = 8470
+    api_host: str = Field("127.0.0.1", description="Address the API listens on.")
+    api_port: int = Field(8470, ge=1, le=65535, description="Port the API listens on.")
     max_request_bytes: int = Field(
-        8 * MIB, description="JSON bodies (submissions with inline files)."
+        8 * MIB, ge=1, description="A request body (a submission with its inline files), bytes."
     )
     max_inline_attachment_bytes: int = Field(
-        4 * MIB, description="Attachments inside a submission."
+        4 * MIB, ge=0, description="All attachments inside one submission together, bytes."
     )
-    max_blob_bytes: int = Field(256 * MIB, description="One uploaded blob.")
+    max_blob_bytes: int = Field(
+        256 * MIB,
+        ge=1,
+        description="One uploaded blob, bytes; also the largest attachment a manifest may declare.",
+    )
     blob_idle_timeout_s: float = Field(
-        30.0, description="An upload that sends nothing this long is cut."
+        30.0,
+        gt=0,
+        description="A request body (an upload, a submission) that sends nothing this long is "
+        "cut with 408.",
     )
-    page_size_max: int = 200
-    auth_skew_s: int = Field(300, description="How far a request signature's created may drift.")
+    page_size_max: int = Field(
+        200, ge=1, description="Entries one GET /v1/inbox page may ask for (its limit)."
+    )
+    trace_page_size_max: int = Field(
+        500, ge=1, description="Events one GET /v1/trace page may ask for (its limit)."
+    )
+    auth_skew_s: int = Field(
+        300, ge=0, description="How far a request signature's created may drift, seconds."
+    )
 
     # Verification policy.
-    max_header_bytes: int = 64 * KIB
-    max_signature_bytes: int = 128 * KIB
-    max_certificates: int = 8
-    max_signers: int = 4
-    max_recipients: int = 256
-    max_attachments: int = 32
-    max_chain_depth: int = 5
-    require_timestamp: bool = False
-    timestamp_skew_s: int = 600
-    acceptance_window_s: int = 2 * 24 * 3600
-    future_skew_s: int = 300
-    crl_poll_s: float = 10.0
+    max_header_bytes: int = Field(64 * KIB, ge=1, description="An envelope header, bytes.")
+    max_signature_bytes: int = Field(
+        128 * KIB, ge=1, description="An envelope's DER signature, bytes."
+    )
+    max_certificates: int = Field(
+        8, ge=1, description="Certificates embedded in one signature (and in one RFC 3161 token)."
+    )
+    max_signers: int = Field(4, ge=1, description="SignerInfos in one signature.")
+    max_recipients: int = Field(256, ge=1, description="Recipients one header may list.")
+    max_attachments: int = Field(32, ge=0, description="Attachments one manifest may list.")
+    max_chain_depth: int = Field(
+        5, ge=0, description="Intermediate CAs between a signer (or a TSA) and its trust anchor."
+    )
+    require_timestamp: bool = Field(
+        False, description="Reject signers without an RFC 3161 token (production: true)."
+    )
+    timestamp_skew_s: int = Field(
+        600, ge=0, description="How far a token's genTime may lie from the signingTime, seconds."
+    )
+    acceptance_window_s: int = Field(
+        2 * 24 * 3600, ge=0, description="How old created_at may be when the router judges it."
+    )
+    future_skew_s: int = Field(
+        300,
+        ge=0,
+        description="How far created_at, and a token's genTime, may be ahead of the bus clock.",
+    )
+    crl_poll_s: float = Field(
+        10.0, gt=0, description="How often CRL files and CRLs loaded into the database are read."
+    )
 
     # Time-stamping.
     # require_timestamp (above) stays off for development and tests; the production deployment

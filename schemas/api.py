@@ -9,9 +9,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-Base64 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
+# Standard base64 with its padding (RFC 4648 section 4): whole quanta of four characters. The
+# model admits any string of the alphabet, and the API answers one that does not decode with 400
+# bad_base64; the schema documents exactly the strings that do.
+Base64 = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+        }
+    ),
+]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 

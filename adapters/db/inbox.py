@@ -24,6 +24,7 @@ from adapters.db.tables import (
 from exchange.tracing import Event, TraceEvent
 
 T = TypeVar("T")
+MAX_ROW_ID = 2**63 - 1  # the largest BIGINT (row ids of inbox and trace_events)
 
 
 def retrying(engine: sa.Engine, work: Callable[[sa.Connection], T], attempts: int = 5) -> T:
@@ -54,6 +55,10 @@ class Cursor:
             flag, number = raw.split(":", 1)
             if flag not in ("a", "u"):
                 raise ValueError(flag)
+            # Digits only (int() would take "+1", " 1", "1_0"), and an id a BIGINT can hold:
+            # a larger number reaches the database as an error (SQLite: OverflowError).
+            if not (number.isascii() and number.isdigit()) or int(number) > MAX_ROW_ID:
+                raise ValueError(number)
             return cls(flag == "a", int(number))
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise ValueError("not a cursor this API issued") from None

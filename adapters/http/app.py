@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from adapters.amqp.publisher import BrokerUnavailable, Publisher
@@ -31,6 +32,7 @@ from adapters.db.registry import list_agencies
 from adapters.files import load_certificates
 from adapters.http import problems
 from adapters.http.auth import Authenticator, Caller
+from adapters.http.headers import SecurityHeaders
 from adapters.http.problems import ApiProblem, responses
 from exchange.envelope import envelope_digest
 from exchange.routing import loose_identity
@@ -106,18 +108,46 @@ def build_api(bus: Bus) -> Api:
     return Api(bus, publisher, auth)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+async def _read_limited(request: Request, limit: int, idle: float) -> bytes:
+    """The whole body, at most ``limit`` bytes; a body that sends nothing for ``idle`` seconds
+    (slowloris) is cut with 408, as an upload is."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiProblem(413, "request_too_large", f"the body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(idle, 0.5))
+        except StopAsyncIteration:
+            return b"".join(chunks)
+        except TimeoutError:
+            raise ApiProblem(
+                408, "request_stalled", f"no data for {idle:g}s; request cut"
+            ) from None
         size += len(chunk)
         if size > limit:
             raise ApiProblem(413, "request_too_large", f"the body exceeds {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        keys = [k for k, _ in pairs]
+        raise ApiProblem(
+            422,
+            "invalid_request",
+            f"key {next(k for k in keys if keys.count(k) > 1)!r} appears twice in an object",
+        )
+    return found
+
+
+def _no_duplicate_keys(body: bytes) -> None:
+    """A body that two JSON parsers could read differently (a repeated key: pydantic keeps
+    the last) is refused, as repeated keys in a header are."""
+    json.loads(body, object_pairs_hook=_refuse_duplicates)
 
 
 def _b64(text: str, what: str) -> bytes:
@@ -145,11 +175,14 @@ def create_app(api: Api) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    app.add_middleware(SecurityHeaders)
     app.include_router(api.bus.tsa_router())
     settings = api.settings
 
     async def authenticated(request: Request) -> tuple[Caller, bytes]:
-        body = await _read_limited(request, settings.max_request_bytes)
+        body = await _read_limited(
+            request, settings.max_request_bytes, settings.blob_idle_timeout_s
+        )
         caller, _ = await run_in_threadpool(
             api.auth.authenticate,
             request.method,
@@ -175,13 +208,24 @@ def create_app(api: Api) -> FastAPI:
     # --- submitting ------------------------------------------------------------------------
 
     submit_schema = SubmitRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    # The models the body refers to (InlineAttachment) go where its references point.
+    submit_components = submit_schema.pop("$defs", {})
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(submit_components)
+        return app.openapi_schema or generate_openapi()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.post(
         "/v1/messages",
         status_code=202,
         response_model=SubmitAccepted,
         tags=["sending"],
-        responses=responses(400, 401, 403, 413, 422, 503),
+        responses=responses(400, 401, 403, 408, 413, 422, 503),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -198,6 +242,7 @@ def create_app(api: Api) -> FastAPI:
             raise ApiProblem(403, "agency_only", "only agency systems submit envelopes")
         try:
             request = SubmitRequest.model_validate_json(body)
+            _no_duplicate_keys(body)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
@@ -207,8 +252,10 @@ def create_app(api: Api) -> FastAPI:
         limits = api.bus.verifier.policy.limits
         files: dict[str, bytes] = {}
         for item in request.attachments:
-            if item.name in files:
-                raise ApiProblem(422, "invalid_request", f"attachment {item.name!r} appears twice")
+            if item.name in files:  # what the body's JSON Schema cannot say: names are unique
+                raise ApiProblem(
+                    400, "duplicate_attachment", f"attachment {item.name!r} appears twice"
+                )
             files[item.name] = _b64(item.content, f"attachment {item.name!r}")
         refusal = None
         if len(header) > limits.max_header_bytes:
@@ -264,7 +311,7 @@ def create_app(api: Api) -> FastAPI:
         "/v1/messages/{message_id}",
         response_model=MessageState,
         tags=["sending"],
-        responses=responses(401, 403, 404, 422),
+        responses=responses(401, 403, 404, 408, 413, 422),
     )
     def message_state(
         message_id: MessageIdPath, sender: Annotated[str, Depends(agency)]
@@ -336,7 +383,7 @@ def create_app(api: Api) -> FastAPI:
         tags=["receiving"],
         responses={
             200: {"content": {"application/octet-stream": {}}, "description": "The blob's bytes"},
-            **responses(401, 403, 404, 422),
+            **responses(401, 403, 404, 408, 413, 422),
         },
         response_class=StreamingResponse,
     )
@@ -367,12 +414,14 @@ def create_app(api: Api) -> FastAPI:
         "/v1/inbox",
         response_model=InboxPage,
         tags=["receiving"],
-        responses=responses(400, 401, 403, 422),
+        responses=responses(400, 401, 403, 408, 413, 422),
     )
     def list_inbox(
         recipient: Annotated[str, Depends(agency)],
-        cursor: Annotated[str | None, Query(max_length=64)] = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] = None,
+        limit: Annotated[int, Query(ge=1, le=settings.page_size_max)] = min(
+            50, settings.page_size_max
+        ),
     ) -> InboxPage:
         """The caller's inbox: unacknowledged messages first, oldest first."""
         try:
@@ -380,9 +429,7 @@ def create_app(api: Api) -> FastAPI:
         except ValueError as exc:
             raise ApiProblem(400, "bad_cursor", str(exc)) from None
         with api.engine.connect() as conn:
-            rows, following = db.inbox_page(
-                conn, recipient, position, min(limit, settings.page_size_max)
-            )
+            rows, following = db.inbox_page(conn, recipient, position, limit)
         return InboxPage(
             items=[InboxEntry.model_validate(_entry(r)) for r in rows],
             next_cursor=following.encode() if following else None,
@@ -392,7 +439,7 @@ def create_app(api: Api) -> FastAPI:
         "/v1/inbox/{message_id}",
         response_model=InboxMessage,
         tags=["receiving"],
-        responses=responses(401, 403, 404, 422),
+        responses=responses(401, 403, 404, 408, 413, 422),
     )
     def read_message(
         message_id: MessageIdPath, recipient: Annotated[str, Depends(agency)]
@@ -431,7 +478,7 @@ def create_app(api: Api) -> FastAPI:
         "/v1/inbox/{message_id}/ack",
         response_model=Acknowledged,
         tags=["receiving"],
-        responses=responses(401, 403, 404, 422),
+        responses=responses(401, 403, 404, 408, 413, 422),
     )
     def acknowledge(
         message_id: MessageIdPath, recipient: Annotated[str, Depends(agency)]
@@ -449,7 +496,7 @@ def create_app(api: Api) -> FastAPI:
         "/v1/agencies",
         response_model=list[Agency],
         tags=["directory"],
-        responses=responses(401, 403),
+        responses=responses(401, 403, 408, 413),
     )
     def agencies(found: Annotated[tuple[Caller, bytes], Depends(authenticated)]) -> list[Agency]:
         """The directory of agencies and their seal fingerprints."""
@@ -461,7 +508,7 @@ def create_app(api: Api) -> FastAPI:
         "/v1/trace/{subject}",
         response_model=Timeline,
         tags=["administration"],
-        responses=responses(401, 403, 404, 422),
+        responses=responses(401, 403, 404, 408, 413, 422),
     )
     def timeline(subject: SubjectPath, _admin: Annotated[Caller, Depends(admin)]) -> Timeline:
         """The whole trace of one message, and whether its hash chain is intact."""
@@ -479,7 +526,7 @@ def create_app(api: Api) -> FastAPI:
         "/v1/trace",
         response_model=TracePage,
         tags=["administration"],
-        responses=responses(400, 401, 403, 422),
+        responses=responses(400, 401, 403, 408, 413, 422),
     )
     def search_trace(
         _admin: Annotated[Caller, Depends(admin)],
@@ -488,8 +535,10 @@ def create_app(api: Api) -> FastAPI:
         status: Annotated[str | None, Query(max_length=32)] = None,
         since: Annotated[str | None, Query(max_length=40)] = None,
         until: Annotated[str | None, Query(max_length=40)] = None,
-        cursor: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        cursor: Annotated[int, Query(ge=0, le=db.MAX_ROW_ID)] = 0,
+        limit: Annotated[int, Query(ge=1, le=settings.trace_page_size_max)] = min(
+            100, settings.trace_page_size_max
+        ),
     ) -> TracePage:
         """Trace events by sender, recipient, event (status) and time."""
         with api.engine.connect() as conn:
@@ -510,6 +559,20 @@ def create_app(api: Api) -> FastAPI:
 
     # --- health ----------------------------------------------------------------------------
 
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.InterfaceError)
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database is unreachable (not refusing a request): the caller should retry, as
+        # for a broker outage, and BusClient.submit does on 503.
+        log.warning("database unavailable: %s", exc)
+        return problems.problem_response(
+            503,
+            "database_unavailable",
+            "the bus's database is unavailable; try again",
+            request.url.path,
+            {"Retry-After": "5"},
+        )
+
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> Health:
         """The process is alive."""
@@ -524,20 +587,34 @@ def create_app(api: Api) -> FastAPI:
     async def readyz() -> JSONResponse:
         """Ready when both the database and the broker answer."""
         checks: dict[str, str] = {}
+        # Each check answers within seconds: a dependency that does not answer is down.
         try:
-            await run_in_threadpool(_ping, api.engine)
+            await asyncio.wait_for(run_in_threadpool(_ping, api.engine), timeout=READY_TIMEOUT_S)
             checks["database"] = "ok"
+        except TimeoutError:
+            checks["database"] = f"unavailable: no answer within {READY_TIMEOUT_S:g}s"
         except sa.exc.DBAPIError as exc:
             checks["database"] = f"unavailable: {type(exc.orig).__name__}"
         try:
-            await asyncio.wait_for(api.publisher.ping(), timeout=3)
+            await asyncio.wait_for(api.publisher.ping(), timeout=READY_TIMEOUT_S)
             checks["broker"] = "ok"
-        except (BrokerUnavailable, TimeoutError, OSError) as exc:
+        except TimeoutError:
+            checks["broker"] = f"unavailable: no answer within {READY_TIMEOUT_S:g}s"
+        except (BrokerUnavailable, OSError) as exc:
             checks["broker"] = f"unavailable: {type(exc).__name__}"
         ok = all(v == "ok" for v in checks.values())
         body = Health(status="ok" if ok else "unavailable", checks=checks)
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
+    # Any route that reads the database answers 503 database_unavailable while it is
+    # unreachable (the handler above): say so in every route's documentation.
+    for route in app.routes:
+        if (
+            isinstance(route, APIRoute)
+            and route.path.startswith("/v1/")
+            and "/tsa" not in route.path
+        ):
+            route.responses.setdefault(503, responses(503)[503])
     return app
 
 
@@ -559,6 +636,9 @@ def _trace_refusal(
         TraceEvent(subject, Event.REJECTED, now, sender=agency, reason=code, detail=detail),
     ]
     retrying(api.engine, lambda conn: trace_db.append(conn, events))
+
+
+READY_TIMEOUT_S = 3.0
 
 
 def _ping(engine: sa.Engine) -> None:
@@ -606,7 +686,11 @@ def _time(value: str | None, name: str) -> dt.datetime | None:
         raise ApiProblem(400, "bad_time", f"{name} is not an RFC 3339 time") from None
     if parsed.tzinfo is None:
         raise ApiProblem(400, "bad_time", f"{name} needs a UTC offset")
-    return parsed
+    try:
+        # What the database compares: UTC. Year 1 at +14:00 has none (OverflowError).
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise ApiProblem(400, "bad_time", f"{name} is outside the years 1-9999 in UTC") from None
 
 
 async def _receive_blob(

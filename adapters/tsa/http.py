@@ -24,6 +24,8 @@ from adapters.tsa.protocol import MAX_REQUEST_BYTES, MEDIA_QUERY, MEDIA_REPLY, F
 log = logging.getLogger(__name__)
 
 PATH = "/v1/tsa"
+_BINARY = {"type": "string", "format": "binary"}
+_TEXT = {"type": "string"}
 
 
 def _reply(body: bytes, status: int = 200) -> Response:
@@ -55,12 +57,17 @@ def create_router(
         PATH,
         response_class=Response,
         responses={
-            200: {
-                "content": {MEDIA_REPLY: {}},
-                "description": "A DER TimeStampResp: granted with a token, or a rejection.",
-            }
+            status: {"content": {MEDIA_REPLY: {"schema": _BINARY}}, "description": description}
+            for status, description in (
+                (200, "A DER TimeStampResp: granted with a token, or a rejection."),
+                (413, "A rejection (badRequest): the query is too large."),
+                (415, "A rejection (badRequest): the body is not application/timestamp-query."),
+                (503, "A rejection (systemFailure): this process runs no TSA."),
+            )
         },
-        openapi_extra={"requestBody": {"required": True, "content": {MEDIA_QUERY: {}}}},
+        openapi_extra={
+            "requestBody": {"required": True, "content": {MEDIA_QUERY: {"schema": _BINARY}}}
+        },
     )
     async def timestamp(request: Request) -> Response:
         """Time-stamp a hash (RFC 3161): a DER TimeStampReq in, a DER TimeStampResp out."""
@@ -91,7 +98,17 @@ def create_router(
             log.exception("the TSA route failed")
             return _reply(rejection(FailInfo.SYSTEM_FAILURE, "the time-stamp authority failed"))
 
-    @router.get(PATH + "/certificates", response_class=Response)
+    @router.get(
+        PATH + "/certificates",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"application/pem-certificate-chain": {"schema": _TEXT}},
+                "description": "The TSA certificate and its chain (PEM).",
+            },
+            404: {"description": "This process runs no time-stamp authority."},
+        },
+    )
     async def certificates() -> Response:
         """The TSA certificate, then the chain its tokens embed (PEM)."""
         if authority is None:
