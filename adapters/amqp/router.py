@@ -267,6 +267,8 @@ class RouterService:
 
     async def _on_dead(self, message: AbstractIncomingMessage) -> None:
         reason, detail = dead_reason(message)
+        if reason == "delivery_limit_exceeded" and await self._last_chance(message):
+            return
         try:
             await asyncio.to_thread(
                 self.record_dead, message.body, message.message_id, reason, detail
@@ -280,6 +282,27 @@ class RouterService:
         self.stats.dead_lettered += 1
         with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
             await message.ack()
+
+    async def _last_chance(self, message: AbstractIncomingMessage) -> bool:
+        """Route a message that reached the delivery limit once more, alone.
+
+        A quorum queue counts every return towards the limit, also those of a router that was
+        killed or lost its connection while holding the message: a sound envelope can reach the
+        limit without being poison. Only one that still cannot be decided is a dead letter.
+        """
+        try:
+            (outcome,) = await asyncio.to_thread(
+                self._route, [Incoming(message.body, message.message_id)]
+            )
+        except Exception:  # noqa: BLE001 - deciding failed again: a dead letter after all
+            log.info("dead letter %s still fails; recording it", message.message_id)
+            return False
+        if outcome in (Outcome.RETRY, Outcome.DEAD_LETTER):
+            return False
+        self.stats.count(outcome)
+        with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
+            await message.ack()
+        return True
 
 
 def is_outage(exc: sa.exc.DBAPIError) -> bool:

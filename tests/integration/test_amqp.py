@@ -281,9 +281,12 @@ def test_a_message_returned_past_the_delivery_limit_is_dead_lettered(topology: T
 class StandIn:
     """``route`` and ``record_dead`` for a RouterService, counting what they were given."""
 
-    def __init__(self, *, poison: bytes = b"poison", outages: int = 0) -> None:
+    def __init__(
+        self, *, poison: bytes = b"poison", outages: int = 0, flaky: dict[bytes, int] | None = None
+    ) -> None:
         self.poison = poison
         self.outages = outages
+        self.flaky = dict(flaky or {})  # body -> how many more times it fails, then succeeds
         self.lock = threading.Lock()
         self.routed: Counter[bytes] = Counter()
         self.attempts: Counter[bytes] = Counter()  # alone in a batch: one per delivery
@@ -300,6 +303,11 @@ class StandIn:
                 raise sa.exc.OperationalError("INSERT", {}, ConnectionError("database down"))
             if any(item.body == self.poison for item in batch):
                 raise RuntimeError("verification blew up")
+            for item in batch:
+                if self.flaky.get(item.body, 0) > 0:
+                    if len(batch) == 1:  # one delivery of it, decided alone: counts once
+                        self.flaky[item.body] -= 1
+                    raise RuntimeError("the router holding it went away")
             self.routed.update(item.body for item in batch)
         return [Outcome.STORED] * len(batch)
 
@@ -382,13 +390,39 @@ def test_the_router_dead_letters_a_poison_message_and_acks_the_others(
     service, depths = asyncio.run(scenario())
 
     assert stand_in.routed == Counter(good)  # each good message stored exactly once
-    assert stand_in.attempts[b"poison"] == DELIVERY_LIMIT + 1
+    # Returned DELIVERY_LIMIT + 1 times, then routed once more from the dead queue: still fails.
+    assert stand_in.attempts[b"poison"] == DELIVERY_LIMIT + 2
     ((body, transport_id, reason, detail),) = stand_in.dead
     assert (body, transport_id, reason) == (b"poison", "poison", "delivery_limit_exceeded")
     assert topology.router_queue in detail
     assert service.stats.outcomes == {"stored": 10, "retry": DELIVERY_LIMIT + 1}
     assert service.stats.dead_lettered == 1
     assert depths == (0, 0)  # everything settled: acked, or dead-lettered and recorded
+
+
+def test_a_sound_message_that_reached_the_delivery_limit_is_routed_not_dead_lettered(
+    topology: Topology,
+) -> None:
+    # A quorum queue also counts the returns of routers that died holding a message: one that
+    # was unlucky DELIVERY_LIMIT + 1 times but is sound gets a last chance from the dead queue.
+    bodies = [b"before", b"flaky", b"after"]
+    stand_in = StandIn(flaky={b"flaky": DELIVERY_LIMIT + 1})
+
+    async def scenario() -> tuple[RouterService, tuple[int, int]]:
+        service = await run_router(
+            topology,
+            stand_in,
+            bodies,
+            lambda service: service.stats.outcomes.get("stored") == len(bodies),
+        )
+        return service, await queue_depths(topology)
+
+    service, depths = asyncio.run(scenario())
+
+    assert stand_in.routed == Counter(bodies)
+    assert stand_in.dead == []
+    assert service.stats.dead_lettered == 0
+    assert depths == (0, 0)
 
 
 def test_a_database_outage_is_waited_out_without_returning_messages(topology: Topology) -> None:
@@ -440,7 +474,7 @@ def test_a_message_the_database_refuses_does_not_hold_back_its_batch(
     service = asyncio.run(scenario())
 
     assert stand_in.routed == Counter(b for b in bodies if b != refused)
-    assert stand_in.attempts[refused] == DELIVERY_LIMIT + 1
+    assert stand_in.attempts[refused] == DELIVERY_LIMIT + 2  # the last chance included
     assert [d[0] for d in stand_in.dead] == [refused]
     assert service.stats.db_retries == 0
 
