@@ -42,7 +42,7 @@ run: $(STAMP)
 	$(BIN)/python scripts/demo.py serve
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_verify.py
+	$(BIN)/python scripts/bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
