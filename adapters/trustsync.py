@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from adapters.db.engine import reading
 from adapters.db.tables import crls
 from adapters.files import load_crls
 from exchange.errors import InputError
@@ -89,7 +90,7 @@ class CrlSync:
                 log.warning("CRL file skipped: %s", exc)
         if self.engine is None:
             return
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(
                 sa.select(crls.c.id, crls.c.der)
                 .where(crls.c.id > self._last_id)

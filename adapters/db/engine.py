@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,22 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+READ_ONLY = "lienthong_read_only"
+
+
+@contextmanager
+def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection for queries only: on SQLite its transaction takes no write lock, so the
+    router deciding a batch, and the API answering reads, never wait for a commit."""
+    with engine.connect() as conn:
+        yield conn.execution_options(**{READ_ONLY: True})
+
+
 def _sqlite_begin(connection: sa.Connection) -> None:
+    if connection.get_execution_options().get(READ_ONLY, False):
+        # A snapshot of the last commit (WAL): readers and the writer do not block each other.
+        connection.exec_driver_sql("BEGIN")
+        return
     # Take the write lock up front: a transaction that reads, then writes, never meets a
     # writer that committed in between (SQLite would fail it with SQLITE_BUSY_SNAPSHOT).
     connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from adapters.db.engine import reading
 from adapters.db.tables import agencies, agency_certificates
 from exchange.errors import InputError, NotFound
 from exchange.ports import AgencyRecord
@@ -166,7 +167,7 @@ class CachedRegistry:
         self.reload()
 
     def reload(self) -> None:
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             records = load_records(conn)
         with self._lock:
             self._records = records

@@ -27,6 +27,7 @@ from adapters.blobstore import FileBlobStore, TooLarge
 from adapters.bootstrap import Bus
 from adapters.db import inbox as db
 from adapters.db import trace as trace_db
+from adapters.db.engine import reading
 from adapters.db.inbox import Cursor, retrying
 from adapters.db.registry import list_agencies
 from adapters.files import load_certificates
@@ -317,7 +318,7 @@ def create_app(api: Api) -> FastAPI:
         message_id: MessageIdPath, sender: Annotated[str, Depends(agency)]
     ) -> MessageState:
         """Per-recipient delivery state of a message the caller sent (or why it was rejected)."""
-        with api.engine.connect() as conn:
+        with reading(api.engine) as conn:
             found = db.message_state(conn, sender, message_id)
         if found is None:
             raise ApiProblem(
@@ -389,7 +390,7 @@ def create_app(api: Api) -> FastAPI:
     )
     def download(sha256: Sha256Path, caller: Annotated[str, Depends(agency)]) -> StreamingResponse:
         """A blob, to its uploader or a party of a message that references it."""
-        with api.engine.connect() as conn:
+        with reading(api.engine) as conn:
             visible = db.blob_visible_to(conn, sha256, caller)
         if not visible or not api.blobs.exists(sha256):
             raise ApiProblem(404, "not_found", f"no blob {sha256} that you may read")
@@ -428,7 +429,7 @@ def create_app(api: Api) -> FastAPI:
             position = Cursor.decode(cursor) if cursor else None
         except ValueError as exc:
             raise ApiProblem(400, "bad_cursor", str(exc)) from None
-        with api.engine.connect() as conn:
+        with reading(api.engine) as conn:
             rows, following = db.inbox_page(conn, recipient, position, limit)
         return InboxPage(
             items=[InboxEntry.model_validate(_entry(r)) for r in rows],
@@ -500,7 +501,7 @@ def create_app(api: Api) -> FastAPI:
     )
     def agencies(found: Annotated[tuple[Caller, bytes], Depends(authenticated)]) -> list[Agency]:
         """The directory of agencies and their seal fingerprints."""
-        with api.engine.connect() as conn:
+        with reading(api.engine) as conn:
             rows = list_agencies(conn)
         return [Agency(code=c, name=n, active=a, seal_fingerprints=f) for c, n, a, f in rows]
 
@@ -512,7 +513,7 @@ def create_app(api: Api) -> FastAPI:
     )
     def timeline(subject: SubjectPath, _admin: Annotated[Caller, Depends(admin)]) -> Timeline:
         """The whole trace of one message, and whether its hash chain is intact."""
-        with api.engine.connect() as conn:
+        with reading(api.engine) as conn:
             events = trace_db.timeline(conn, subject)
         if not events:
             raise ApiProblem(404, "not_found", f"nothing was traced for {subject}")
@@ -541,7 +542,7 @@ def create_app(api: Api) -> FastAPI:
         ),
     ) -> TracePage:
         """Trace events by sender, recipient, event (status) and time."""
-        with api.engine.connect() as conn:
+        with reading(api.engine) as conn:
             found = trace_db.search(
                 conn,
                 sender=sender,
@@ -642,7 +643,7 @@ READY_TIMEOUT_S = 3.0
 
 
 def _ping(engine: sa.Engine) -> None:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         conn.execute(sa.text("SELECT 1"))
 
 

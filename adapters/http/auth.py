@@ -19,6 +19,7 @@ from cryptography import x509
 
 from adapters import httpsig
 from adapters.db import inbox as db
+from adapters.db.engine import reading
 from adapters.db.registry import certificate_by_fingerprint
 from adapters.db.tables import agencies
 from adapters.http.problems import ApiProblem
@@ -145,7 +146,7 @@ class Authenticator:
         admin = self.admins.get(key_id)
         if admin is not None:
             return admin, None, True
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             registered = certificate_by_fingerprint(conn, key_id)
             if registered is None or not registered.active:
                 raise _unauthenticated(
