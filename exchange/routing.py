@@ -191,7 +191,15 @@ class Router:
 
     def route(self, batch: Sequence[Incoming]) -> list[Outcome]:
         """Decide and record a batch; the caller acknowledges only after this returns."""
-        decisions = self.decide(batch)
+        return self.record(self.decide(batch))
+
+    def record(self, decisions: Sequence[Decision]) -> list[Outcome]:
+        """Write the accepted envelopes' inline attachments, then commit every decision.
+
+        ``decide`` and ``record`` may run for different batches at once (a router decides the
+        next batch while the last one commits): what a decision assumed about the store is
+        checked again inside the commit, as it is between routers.
+        """
         for decision in decisions:
             if isinstance(decision, Accept):
                 # Written before the commit that references them: content-addressed, so a crash

@@ -4,11 +4,18 @@ One batch is what arrived within ``batch_wait_ms`` of its first message, up to `
 (never more than the prefetch window). It is routed in a worker thread (verification is CPU
 work) and committed in one transaction; only then is each message acknowledged — or returned to
 the queue (an unexpected error: the delivery limit dead-letters a poison message), or rejected
-to the dead-letter exchange (not a submission at all). While the database is unreachable the
-router keeps its batch and retries with backoff, so an outage does not count against the
-delivery limit. A batch that fails otherwise (an error in routing, or rows the database refuses)
-is routed again message by message, so that only the message behind it is returned to the queue.
-On SIGTERM it stops consuming, finishes the batch in hand, and returns the rest.
+to the dead-letter exchange (not a submission at all). Given the two stages of routing
+(``stages``: decide, then record), the router pipelines them: it decides the next batch while
+the last one commits, so the waits of the commit (fsync, database round trips) overlap the
+verification work of the next; batches are still committed, and acknowledged, in order, one
+at a time, and each is at most half the prefetch window so that the next can arrive meanwhile.
+A batch whose pipelined recording fails is routed again by the whole path below.
+
+While the database is unreachable the router keeps its batch and retries with backoff, so an
+outage does not count against the delivery limit. A batch that fails otherwise (an error in
+routing, or rows the database refuses) is routed again message by message, so that only the
+message behind it is returned to the queue. On SIGTERM it stops consuming, finishes the batches
+in hand, and returns the rest.
 
 The connection is robust: when the broker goes away the router keeps what it holds (acks on the
 dead channel fail; the broker redelivers and the digest absorbs the copies), reconnects every
@@ -24,7 +31,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aio_pika
@@ -33,11 +40,13 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from aiormq.exceptions import AMQPError
 
 from adapters.amqp.topology import Topology, declare
-from exchange.routing import Incoming, Outcome
+from exchange.routing import Decision, Incoming, Outcome
 
 log = logging.getLogger(__name__)
 
 RouteFn = Callable[[Sequence[Incoming]], list[Outcome]]
+DecideFn = Callable[[Sequence[Incoming]], Sequence[Decision]]
+RecordFn = Callable[[Sequence[Decision]], list[Outcome]]
 DeadFn = Callable[[bytes, str | None, str, str], None]
 
 # Unique-key conflicts in a row before a batch counts as failing rather than racing.
@@ -75,13 +84,16 @@ class RouterService:
         name: str = "lienthong-router",
         before_batch: Callable[[], None] | None = None,
         reconnect_interval: float = RECONNECT_INTERVAL,
+        stages: tuple[DecideFn, RecordFn] | None = None,
     ) -> None:
         self.url = url
         self.topology = topology
         self.route = route
         self.record_dead = record_dead
         self.prefetch = prefetch
-        self.batch_max = min(batch_max, prefetch)
+        self.stages = stages
+        # Pipelined, a batch is committing while the next one fills: each gets half the window.
+        self.batch_max = max(1, min(batch_max, prefetch // 2 if stages else prefetch))
         self.batch_wait = batch_wait_ms / 1000
         self.name = name
         self.before_batch = before_batch
@@ -90,11 +102,11 @@ class RouterService:
         self._queue: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
-        self._batch = 0
+        self._held = 0
 
     def holding(self) -> int:
-        """Deliveries received and not yet settled (the batch in hand and those waiting)."""
-        return self._batch + self._queue.qsize()
+        """Deliveries received and not yet settled (the batches in hand and those waiting)."""
+        return self._held + self._queue.qsize()
 
     def broker_state(self) -> str:
         """``ok`` while connected with the consuming channel open; else what is missing."""
@@ -131,14 +143,13 @@ class RouterService:
             log.info("router consuming %s (prefetch %d)", self.topology.router_queue, self.prefetch)
             if ready is not None:
                 ready.set()
-            while not stop.is_set():
-                batch = await self._gather(stop)
-                if batch:
-                    self._batch = len(batch)
-                    try:
-                        await self._process(batch, stop)
-                    finally:
-                        self._batch = 0
+            if self.stages is None:
+                while not stop.is_set():
+                    batch = await self._gather(stop)
+                    if batch:
+                        await self._hold(self._process(batch, stop), len(batch))
+            else:
+                await self._pipeline(stop, *self.stages)
             if connection.connected.is_set():
                 # Stop deliveries first. Without a broker there is nothing to cancel, and a
                 # robust channel would wait for the reconnection before cancelling: skip it.
@@ -176,6 +187,65 @@ class RouterService:
             except TimeoutError:
                 break
         return batch
+
+    async def _hold(self, work: Awaitable[None], count: int) -> None:
+        self._held += count
+        try:
+            await work
+        finally:
+            self._held -= count
+
+    async def _pipeline(self, stop: asyncio.Event, decide: DecideFn, record: RecordFn) -> None:
+        """Decide batch n+1 while batch n commits; commit and settle batches in order."""
+        committing: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                batch = await self._gather(stop)
+                if not batch:
+                    continue
+                self._held += len(batch)
+                incoming = [Incoming(m.body, m.message_id) for m in batch]
+                try:
+                    decisions: Sequence[Decision] | None = await asyncio.to_thread(
+                        self._decide, decide, incoming
+                    )
+                except Exception:  # noqa: BLE001 - the whole path retries, isolates and logs
+                    decisions = None
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(self._record(batch, decisions, record, stop))
+        finally:
+            if committing is not None:
+                await committing
+
+    def _decide(self, decide: DecideFn, incoming: Sequence[Incoming]) -> Sequence[Decision]:
+        if self.before_batch is not None:
+            self.before_batch()
+        return decide(incoming)
+
+    async def _record(
+        self,
+        batch: list[AbstractIncomingMessage],
+        decisions: Sequence[Decision] | None,
+        record: RecordFn,
+        stop: asyncio.Event,
+    ) -> None:
+        try:
+            if decisions is not None:
+                try:
+                    outcomes = await asyncio.to_thread(record, decisions)
+                except Exception as exc:  # noqa: BLE001 - the whole path retries and isolates
+                    log.info(
+                        "recording a batch of %d failed (%s); routing it again", len(batch), exc
+                    )
+                else:
+                    await self._settle_outcomes(batch, outcomes)
+                    return
+            # Deciding or recording failed (a database outage, a race lost, a poison message):
+            # the unpipelined path routes the batch again with its retries and isolation.
+            await self._process(batch, stop)
+        finally:
+            self._held -= len(batch)
 
     def _route(self, incoming: Sequence[Incoming]) -> list[Outcome]:
         if self.before_batch is not None:
@@ -215,6 +285,11 @@ class RouterService:
                 # Not the database's doing: find the message behind it, route the others.
                 await self._isolate(batch, stop, exc)
                 return
+        await self._settle_outcomes(batch, outcomes)
+
+    async def _settle_outcomes(
+        self, batch: list[AbstractIncomingMessage], outcomes: list[Outcome]
+    ) -> None:
         self.stats.batches += 1
         for message, outcome in zip(batch, outcomes, strict=True):
             self.stats.count(outcome)

@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from adapters.amqp.publisher import BrokerUnavailable, Publisher
-from adapters.amqp.router import RouterService
+from adapters.amqp.router import DecideFn, RecordFn, RouterService
 from adapters.amqp.topology import ROUTING_KEY, Topology, TopologyMismatch, declare
-from exchange.routing import Incoming, Outcome
+from exchange.routing import Decision, Incoming, Outcome
 from exchange.submission import CONTENT_TYPE
 from tests.services import AMQP_URL, delete_topology, free_port
 
@@ -321,6 +321,7 @@ async def run_router(
     stand_in: StandIn,
     bodies: Sequence[bytes],
     until: Callable[[RouterService], bool],
+    stages: tuple[DecideFn, RecordFn] | None = None,
 ) -> RouterService:
     """Publish ``bodies``, then run a RouterService until ``until()`` and stop it."""
 
@@ -343,6 +344,7 @@ async def run_router(
         batch_max=32,
         batch_wait_ms=50,
         name=f"{topology.prefix}-router",
+        stages=stages,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
@@ -526,3 +528,103 @@ def test_the_router_consumes_again_after_its_connection_was_closed(topology: Top
 
 async def _routed(stand_in: StandIn, count: int) -> bool:
     return sum(stand_in.routed.values()) >= count
+
+
+# --- the pipelined router: deciding batch n+1 while batch n commits ---------------------------
+
+
+class Stages:
+    """``decide`` and ``record`` stand-ins: decisions are the bodies; recording takes a while
+    (a commit's fsync) and notes which decisions ran meanwhile."""
+
+    def __init__(self, *, failing_records: int = 0) -> None:
+        self.lock = threading.Lock()
+        self.recorded: Counter[bytes] = Counter()
+        self.routed_whole: Counter[bytes] = Counter()
+        self.decided_while_recording = 0
+        self.failing_records = failing_records
+        self._recording = False
+        self.batches: list[int] = []
+
+    def decide(self, batch: Sequence[Incoming]) -> Sequence[Decision]:
+        with self.lock:
+            if self._recording:
+                self.decided_while_recording += 1
+        return [item.body for item in batch]  # type: ignore[misc]  # stand-in decisions
+
+    def record(self, decisions: Sequence[Decision]) -> list[Outcome]:
+        bodies: Sequence[bytes] = decisions  # type: ignore[assignment]  # see decide
+        with self.lock:
+            self._recording = True
+            self.batches.append(len(bodies))
+        try:
+            time.sleep(0.05)
+            with self.lock:
+                if self.failing_records:
+                    self.failing_records -= 1
+                    raise sa.exc.IntegrityError("INSERT", {}, ValueError("another router won"))
+                self.recorded.update(bodies)
+        finally:
+            with self.lock:
+                self._recording = False
+        return [Outcome.STORED] * len(bodies)
+
+    def route(self, batch: Sequence[Incoming]) -> list[Outcome]:
+        """The whole path, taken when a pipelined recording failed."""
+        with self.lock:
+            self.routed_whole.update(item.body for item in batch)
+        return [Outcome.STORED] * len(batch)
+
+
+def test_a_pipelined_router_decides_the_next_batch_while_the_last_one_commits(
+    topology: Topology,
+) -> None:
+    bodies = [f"p-{i}".encode() for i in range(300)]
+    stages = Stages()
+    stand_in = StandIn()
+    stand_in.route = stages.route  # type: ignore[method-assign]
+
+    async def scenario() -> tuple[RouterService, tuple[int, int]]:
+        service = await run_router(
+            topology,
+            stand_in,
+            bodies,
+            lambda service: service.stats.outcomes.get("stored") == len(bodies),
+            stages=(stages.decide, stages.record),
+        )
+        return service, await queue_depths(topology)
+
+    service, depths = asyncio.run(scenario())
+
+    assert stages.recorded == Counter(bodies)  # each once, all through the pipeline
+    assert stages.routed_whole == Counter()
+    assert stages.decided_while_recording > 0  # the stages overlapped
+    assert max(stages.batches) <= 32 // 2  # half the prefetch window: the next one can fill
+    assert service.holding() == 0
+    assert depths == (0, 0)
+
+
+def test_a_pipelined_batch_whose_commit_failed_is_routed_again_by_the_whole_path(
+    topology: Topology,
+) -> None:
+    bodies = [f"f-{i}".encode() for i in range(40)]
+    stages = Stages(failing_records=1)
+    stand_in = StandIn()
+    stand_in.route = stages.route  # type: ignore[method-assign]
+
+    async def scenario() -> tuple[RouterService, tuple[int, int]]:
+        service = await run_router(
+            topology,
+            stand_in,
+            bodies,
+            lambda service: service.stats.outcomes.get("stored") == len(bodies),
+            stages=(stages.decide, stages.record),
+        )
+        return service, await queue_depths(topology)
+
+    service, depths = asyncio.run(scenario())
+
+    assert stages.routed_whole  # the failed batch went the whole way again
+    assert stages.recorded + stages.routed_whole == Counter(bodies)  # nothing lost or doubled
+    assert "retry" not in service.stats.outcomes
+    assert depths == (0, 0)
