@@ -44,7 +44,7 @@ class TraceEvent:
     detail: str | None = None
 
     def canonical(self, seq: int) -> bytes:
-        return json.dumps(
+        return _CANONICAL.encode(
             {
                 "subject": self.subject,
                 "seq": seq,
@@ -55,11 +55,12 @@ class TraceEvent:
                 "actor": self.actor,
                 "reason": self.reason,
                 "detail": self.detail,
-            },
-            ensure_ascii=False,
-            sort_keys=True,
-            separators=(",", ":"),
+            }
         ).encode("utf-8")
+
+
+# One encoder for every event (json.dumps with options builds a new one per call).
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def chain_hash(prev_hash: str, event: TraceEvent, seq: int) -> str:

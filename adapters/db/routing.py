@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from adapters.db import trace
+from adapters.db.engine import reading
 from adapters.db.tables import (
     agencies,
     blob_uploads,
@@ -54,15 +55,28 @@ def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+# The questions of every batch, built once: building an expression costs more than running it.
+_PROCESSED = sa.union_all(
+    sa.select(messages.c.envelope_digest).where(
+        messages.c.envelope_digest.in_(sa.bindparam("stored", expanding=True))
+    ),
+    sa.select(rejections.c.envelope_digest).where(
+        rejections.c.envelope_digest.in_(sa.bindparam("rejected", expanding=True))
+    ),
+)
+_REJECTED = sa.select(rejections.c.envelope_digest).where(
+    rejections.c.envelope_digest.in_(sa.bindparam("digests", expanding=True))
+)
+_DIGESTS_BY_ID = sa.select(messages.c.message_id, messages.c.envelope_digest).where(
+    messages.c.message_id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
 def _digests_by_id(conn: sa.Connection, message_ids: Collection[str]) -> dict[str, str]:
     """Envelope digests of the stored messages among these ids."""
     found: dict[str, str] = {}
     for chunk in _chunks(sorted(set(message_ids))):
-        for message_id, digest in conn.execute(
-            sa.select(messages.c.message_id, messages.c.envelope_digest).where(
-                messages.c.message_id.in_(chunk)
-            )
-        ):
+        for message_id, digest in conn.execute(_DIGESTS_BY_ID, {"ids": chunk}):
             found[message_id] = digest
     return found
 
@@ -84,21 +98,10 @@ class SqlRoutingStore:
         items = sorted(set(digests))
         if not items:
             return found
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             for chunk in _chunks(items):
                 found.update(
-                    conn.execute(
-                        sa.select(messages.c.envelope_digest).where(
-                            messages.c.envelope_digest.in_(chunk)
-                        )
-                    ).scalars()
-                )
-                found.update(
-                    conn.execute(
-                        sa.select(rejections.c.envelope_digest).where(
-                            rejections.c.envelope_digest.in_(chunk)
-                        )
-                    ).scalars()
+                    conn.execute(_PROCESSED, {"stored": chunk, "rejected": chunk}).scalars()
                 )
         return found
 
@@ -107,7 +110,7 @@ class SqlRoutingStore:
         ids = frozenset(message_ids)
         digests: dict[str, str] = {}
         if ids:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 digests = _digests_by_id(conn, ids)
         self._recalled.view = (ids, digests)
         try:
@@ -116,7 +119,7 @@ class SqlRoutingStore:
             self._recalled.view = None
 
     def uploaded_blob(self, sha256: str, agency: str) -> Measured | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             size = conn.execute(
                 sa.select(blobs.c.size)
                 .join(blob_uploads, blob_uploads.c.sha256 == blobs.c.sha256)
@@ -125,7 +128,7 @@ class SqlRoutingStore:
         return None if size is None else Measured(size, sha256)
 
     def parties(self, message_id: str) -> Parties | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             sender = conn.execute(
                 sa.select(messages.c.sender).where(messages.c.message_id == message_id)
             ).scalar()
@@ -141,7 +144,7 @@ class SqlRoutingStore:
         view: tuple[frozenset[str], dict[str, str]] | None = getattr(self._recalled, "view", None)
         if view is not None and key in view[0]:
             return view[1].get(key)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             value: str | None = conn.execute(
                 sa.select(messages.c.envelope_digest).where(
                     messages.c.message_id == str(message_id)
@@ -231,13 +234,7 @@ class _Batch:
     def _rejected_digests(self, digests: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for chunk in _chunks(sorted(set(digests))):
-            found.update(
-                self.conn.execute(
-                    sa.select(rejections.c.envelope_digest).where(
-                        rejections.c.envelope_digest.in_(chunk)
-                    )
-                ).scalars()
-            )
+            found.update(self.conn.execute(_REJECTED, {"digests": chunk}).scalars())
         return found
 
     def _active_agencies(self, codes: set[str]) -> set[str]:

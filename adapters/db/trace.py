@@ -22,22 +22,7 @@ def append(conn: sa.Connection, events: Sequence[TraceEvent]) -> None:
     subjects = sorted({e.subject for e in events})
     heads: dict[str, tuple[int, str]] = {}
     for chunk in _chunks(subjects, 500):
-        latest = (
-            sa.select(trace_events.c.subject, sa.func.max(trace_events.c.seq).label("seq"))
-            .where(trace_events.c.subject.in_(chunk))
-            .group_by(trace_events.c.subject)
-            .subquery()
-        )
-        rows = conn.execute(
-            sa.select(trace_events.c.subject, trace_events.c.seq, trace_events.c.hash).join(
-                latest,
-                sa.and_(
-                    trace_events.c.subject == latest.c.subject,
-                    trace_events.c.seq == latest.c.seq,
-                ),
-            )
-        )
-        for subject, seq, digest in rows:
+        for subject, seq, digest in conn.execute(_HEADS, {"subjects": chunk}):
             heads[subject] = (seq, digest)
     rows_out = []
     for event in events:
@@ -61,6 +46,19 @@ def append(conn: sa.Connection, events: Sequence[TraceEvent]) -> None:
             }
         )
     conn.execute(trace_events.insert(), rows_out)
+
+
+_LATEST = (
+    sa.select(trace_events.c.subject, sa.func.max(trace_events.c.seq).label("seq"))
+    .where(trace_events.c.subject.in_(sa.bindparam("subjects", expanding=True)))
+    .group_by(trace_events.c.subject)
+    .subquery()
+)
+# Each subject's last event (built once: building the expression costs more than running it).
+_HEADS = sa.select(trace_events.c.subject, trace_events.c.seq, trace_events.c.hash).join(
+    _LATEST,
+    sa.and_(trace_events.c.subject == _LATEST.c.subject, trace_events.c.seq == _LATEST.c.seq),
+)
 
 
 def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
