@@ -430,7 +430,15 @@ class Reporter:
 
 
 def rss_kib(pid: int) -> int | None:
-    """VmRSS of a process, in KiB (None once it is gone)."""
+    """VmRSS of a process and its children (a router's deciding workers), in KiB (None once
+    it is gone)."""
+    own = _vm_rss(pid)
+    if own is None:
+        return None
+    return own + sum(_vm_rss(child) or 0 for child in children(pid))
+
+
+def _vm_rss(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -438,6 +446,14 @@ def rss_kib(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
 
 
 def quantile(ordered: Sequence[float], q: float) -> float:
@@ -519,7 +535,9 @@ class CpuMeter:
         return f" {self.database} " in title or "(" not in title
 
     def snapshot(self, routers: Sequence[int], api: int | None) -> dict[str, Any]:
-        ours = {pid: "router" for pid in routers} | {os.getpid(): "bench"}
+        # A router's deciding workers (and spawn's resource tracker) count as the router.
+        family = [pid for router in routers for pid in (router, *children(router))]
+        ours = {pid: "router" for pid in family} | {os.getpid(): "bench"}
         if api:
             ours[api] = "api"
         if self.broker:
