@@ -576,11 +576,10 @@ class Stages:
         return [Outcome.STORED] * len(batch)
 
 
-def test_a_pipelined_router_decides_the_next_batch_while_the_last_one_commits(
-    topology: Topology,
-) -> None:
-    bodies = [f"p-{i}".encode() for i in range(300)]
-    stages = Stages()
+def run_pipelined(
+    topology: Topology, stages: Stages, bodies: Sequence[bytes]
+) -> tuple[RouterService, tuple[int, int]]:
+    """Run a pipelined RouterService until every body is stored; the queue depths after."""
     stand_in = StandIn()
     stand_in.route = stages.route  # type: ignore[method-assign]
 
@@ -594,7 +593,15 @@ def test_a_pipelined_router_decides_the_next_batch_while_the_last_one_commits(
         )
         return service, await queue_depths(topology)
 
-    service, depths = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_pipelined_router_decides_the_next_batch_while_the_last_one_commits(
+    topology: Topology,
+) -> None:
+    bodies = [f"p-{i}".encode() for i in range(300)]
+    stages = Stages()
+    service, depths = run_pipelined(topology, stages, bodies)
 
     assert stages.recorded == Counter(bodies)  # each once, all through the pipeline
     assert stages.routed_whole == Counter()
@@ -609,20 +616,7 @@ def test_a_pipelined_batch_whose_commit_failed_is_routed_again_by_the_whole_path
 ) -> None:
     bodies = [f"f-{i}".encode() for i in range(40)]
     stages = Stages(failing_records=1)
-    stand_in = StandIn()
-    stand_in.route = stages.route  # type: ignore[method-assign]
-
-    async def scenario() -> tuple[RouterService, tuple[int, int]]:
-        service = await run_router(
-            topology,
-            stand_in,
-            bodies,
-            lambda service: service.stats.outcomes.get("stored") == len(bodies),
-            stages=(stages.decide, stages.record),
-        )
-        return service, await queue_depths(topology)
-
-    service, depths = asyncio.run(scenario())
+    service, depths = run_pipelined(topology, stages, bodies)
 
     assert stages.routed_whole  # the failed batch went the whole way again
     assert stages.recorded + stages.routed_whole == Counter(bodies)  # nothing lost or doubled
