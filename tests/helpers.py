@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,15 @@ from exchange.signing import SigningKey, sign_detached
 from exchange.trust import TrustStore
 from exchange.verification import Verifier
 from schemas.header import AttachmentRef
+
+# Third-party test data beside the checkout (../shared/vectors), or where
+# LIENTHONG_SHARED_VECTORS points for a checkout elsewhere.
+SHARED_VECTORS = Path(
+    os.environ.get(
+        "LIENTHONG_SHARED_VECTORS", Path(__file__).resolve().parents[2] / "shared" / "vectors"
+    )
+)
+RFC3161_VECTORS = SHARED_VECTORS / "rfc3161"
 
 G22 = "000.00.00.G22"
 H37 = "000.00.00.H37"

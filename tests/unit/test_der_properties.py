@@ -48,7 +48,7 @@ from exchange.reasons import Reason
 from exchange.verification import Accepted, Rejection, SignerSummary, Verifier
 from schemas.agency import is_agency_code
 from schemas.header import Header
-from tests.helpers import G22, H37, H37_FINANCE, Pki, header_bytes
+from tests.helpers import G22, H37, H37_FINANCE, RFC3161_VECTORS, Pki, header_bytes
 
 SETTINGS = settings(
     max_examples=300,
@@ -63,7 +63,7 @@ PKI_SETTINGS = settings(SETTINGS, database=None)
 PKI_FEW = settings(FEW, database=None)
 PKI_COSTLY = settings(COSTLY, database=None)
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc3161"
+VECTORS = RFC3161_VECTORS
 PKITS_SMIME = Path(cryptography_vectors.__file__).parent / "x509" / "PKITS_data" / "smime"
 
 # Exceptions that escape Verifier.verify today from files this test does not own, each pinned by

@@ -24,8 +24,9 @@ from exchange import oids
 from exchange.errors import Rejected
 from exchange.reasons import Reason
 from exchange.timestamps import TimestampVerifier, TsaRevocation, VerifiedToken, parse_token
+from tests.helpers import RFC3161_VECTORS
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc3161"
+VECTORS = RFC3161_VECTORS
 NOW = dt.datetime.now(dt.UTC)
 HELLO = b"hello"
 
