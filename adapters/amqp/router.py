@@ -33,6 +33,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import aio_pika
 import sqlalchemy as sa
@@ -48,6 +49,7 @@ RouteFn = Callable[[Sequence[Incoming]], list[Outcome]]
 DecideFn = Callable[[Sequence[Incoming]], Sequence[Decision]]
 RecordFn = Callable[[Sequence[Decision]], list[Outcome]]
 DeadFn = Callable[[bytes, str | None, str, str], None]
+T = TypeVar("T")
 
 # Unique-key conflicts in a row before a batch counts as failing rather than racing.
 MAX_CONFLICTS = 3
@@ -207,7 +209,7 @@ class RouterService:
                 incoming = [Incoming(m.body, m.message_id) for m in batch]
                 try:
                     decisions: Sequence[Decision] | None = await asyncio.to_thread(
-                        self._decide, decide, incoming
+                        self._prepared, decide, incoming
                     )
                 except Exception:  # noqa: BLE001 - the whole path retries, isolates and logs
                     decisions = None
@@ -218,10 +220,11 @@ class RouterService:
             if committing is not None:
                 await committing
 
-    def _decide(self, decide: DecideFn, incoming: Sequence[Incoming]) -> Sequence[Decision]:
+    def _prepared(self, step: Callable[[Sequence[Incoming]], T], incoming: Sequence[Incoming]) -> T:
+        """Run ``before_batch`` (the CRL refresh), then a step that reads the batch."""
         if self.before_batch is not None:
             self.before_batch()
-        return decide(incoming)
+        return step(incoming)
 
     async def _record(
         self,
@@ -248,9 +251,7 @@ class RouterService:
             self._held -= len(batch)
 
     def _route(self, incoming: Sequence[Incoming]) -> list[Outcome]:
-        if self.before_batch is not None:
-            self.before_batch()
-        return self.route(incoming)
+        return self._prepared(self.route, incoming)
 
     async def _process(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
         incoming = [Incoming(m.body, m.message_id) for m in batch]

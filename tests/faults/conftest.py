@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import signal
+import uuid
 from collections.abc import Iterator
 from types import FrameType
 
 import pytest
 
+from adapters.amqp.topology import Topology
 from tests.faults.harness import WRITTEN, Corpus, sign_corpus
+from tests.faults.proxy import TcpProxy
 from tests.helpers import Pki
+from tests.services import AMQP_URL, delete_topology
 
 SCENARIO_TIMEOUT_S = 240  # hard: a hung scenario fails (and cleans up) rather than hanging CI
 
@@ -21,6 +25,27 @@ class ScenarioTimeout(Exception):
 @pytest.fixture(scope="session")
 def corpus(pki: Pki) -> Corpus:
     return sign_corpus(pki)
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    """A TCP proxy in front of the machine's broker, for cutting connections at will."""
+    port = int(AMQP_URL.rsplit(":", 1)[1].split("/", 1)[0])
+    proxy = TcpProxy("127.0.0.1", port).start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
+def topology() -> Iterator[Topology]:
+    """Exchanges and queues of their own on the machine's broker, deleted afterwards."""
+    topology = Topology(prefix=f"lt-fault-{uuid.uuid4().hex[:10]}")
+    try:
+        yield topology
+    finally:
+        delete_topology(topology.prefix)
 
 
 @pytest.fixture(autouse=True)

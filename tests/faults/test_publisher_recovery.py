@@ -8,36 +8,12 @@ and failed publishes. Now a failed publish drops only the connection it failed o
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
-
-import pytest
 
 from adapters.amqp.publisher import BrokerUnavailable, Publisher
 from adapters.amqp.topology import Topology
 from tests.faults.proxy import TcpProxy
-from tests.services import AMQP_URL, delete_topology
 
 CONCURRENT = 200
-
-
-@pytest.fixture
-def proxy() -> Iterator[TcpProxy]:
-    port = int(AMQP_URL.rsplit(":", 1)[1].split("/", 1)[0])
-    proxy = TcpProxy("127.0.0.1", port).start()
-    try:
-        yield proxy
-    finally:
-        proxy.close()
-
-
-@pytest.fixture
-def topology() -> Iterator[Topology]:
-    topology = Topology(prefix=f"lt-pub-{uuid.uuid4().hex[:10]}")
-    try:
-        yield topology
-    finally:
-        delete_topology(topology.prefix)
 
 
 def test_concurrent_publishes_through_a_cut_share_one_new_connection(

@@ -9,36 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import aio_pika
-import pytest
 
 from adapters.amqp.router import RouterService
 from adapters.amqp.topology import ROUTING_KEY, Topology, declare
 from exchange.routing import Incoming, Outcome
 from tests.faults.proxy import TcpProxy
-from tests.services import AMQP_URL, delete_topology
-
-
-@pytest.fixture
-def proxy() -> Iterator[TcpProxy]:
-    port = int(AMQP_URL.rsplit(":", 1)[1].split("/", 1)[0])
-    proxy = TcpProxy("127.0.0.1", port).start()
-    try:
-        yield proxy
-    finally:
-        proxy.close()
-
-
-@pytest.fixture
-def topology() -> Iterator[Topology]:
-    topology = Topology(prefix=f"lt-stop-{uuid.uuid4().hex[:10]}")
-    try:
-        yield topology
-    finally:
-        delete_topology(topology.prefix)
+from tests.services import AMQP_URL
 
 
 def test_a_router_without_its_broker_stops_within_seconds(

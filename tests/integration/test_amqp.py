@@ -410,16 +410,7 @@ def test_a_sound_message_that_reached_the_delivery_limit_is_routed_not_dead_lett
     bodies = [b"before", b"flaky", b"after"]
     stand_in = StandIn(flaky={b"flaky": DELIVERY_LIMIT + 1})
 
-    async def scenario() -> tuple[RouterService, tuple[int, int]]:
-        service = await run_router(
-            topology,
-            stand_in,
-            bodies,
-            lambda service: service.stats.outcomes.get("stored") == len(bodies),
-        )
-        return service, await queue_depths(topology)
-
-    service, depths = asyncio.run(scenario())
+    service, depths = run_until_stored(topology, stand_in, bodies)
 
     assert stand_in.routed == Counter(bodies)
     assert stand_in.dead == []
@@ -431,16 +422,7 @@ def test_a_database_outage_is_waited_out_without_returning_messages(topology: To
     bodies = [f"m-{i}".encode() for i in range(5)]
     stand_in = StandIn(outages=2)
 
-    async def scenario() -> tuple[RouterService, tuple[int, int]]:
-        service = await run_router(
-            topology,
-            stand_in,
-            bodies,
-            lambda service: service.stats.outcomes.get("stored") == len(bodies),
-        )
-        return service, await queue_depths(topology)
-
-    service, depths = asyncio.run(scenario())
+    service, depths = run_until_stored(topology, stand_in, bodies)
 
     assert stand_in.routed == Counter(bodies)
     assert service.stats.db_retries == 2
@@ -576,12 +558,13 @@ class Stages:
         return [Outcome.STORED] * len(batch)
 
 
-def run_pipelined(
-    topology: Topology, stages: Stages, bodies: Sequence[bytes]
+def run_until_stored(
+    topology: Topology,
+    stand_in: StandIn,
+    bodies: Sequence[bytes],
+    stages: tuple[DecideFn, RecordFn] | None = None,
 ) -> tuple[RouterService, tuple[int, int]]:
-    """Run a pipelined RouterService until every body is stored; the queue depths after."""
-    stand_in = StandIn()
-    stand_in.route = stages.route  # type: ignore[method-assign]
+    """Run a RouterService until every body is stored; the queue depths after."""
 
     async def scenario() -> tuple[RouterService, tuple[int, int]]:
         service = await run_router(
@@ -589,11 +572,20 @@ def run_pipelined(
             stand_in,
             bodies,
             lambda service: service.stats.outcomes.get("stored") == len(bodies),
-            stages=(stages.decide, stages.record),
+            stages=stages,
         )
         return service, await queue_depths(topology)
 
     return asyncio.run(scenario())
+
+
+def run_pipelined(
+    topology: Topology, stages: Stages, bodies: Sequence[bytes]
+) -> tuple[RouterService, tuple[int, int]]:
+    """The same with the pipelined stages (the whole path routes through ``stages.route``)."""
+    stand_in = StandIn()
+    stand_in.route = stages.route  # type: ignore[method-assign]
+    return run_until_stored(topology, stand_in, bodies, (stages.decide, stages.record))
 
 
 def test_a_pipelined_router_decides_the_next_batch_while_the_last_one_commits(

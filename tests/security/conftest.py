@@ -11,11 +11,13 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from adapters.pki.folder import DevPki
 from tests.e2e.support import database
 from tests.forge import KeyCachingPki
+from tests.helpers import G22
 from tests.security.hostile import IDLE_TIMEOUT_S, Hostile
 from tests.services import BusProcesses, delete_topology
 
@@ -52,3 +54,9 @@ def hostile(
         finally:
             bus.stop()
             delete_topology(bus.prefix)
+
+
+@pytest.fixture(scope="module")
+def http(hostile: Hostile) -> httpx.Client:
+    """G22's authenticated HTTP client on the hostile bus."""
+    return hostile[G22].http

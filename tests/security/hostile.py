@@ -348,6 +348,12 @@ class Hostile:
 # --- envelopes -------------------------------------------------------------------------------
 
 
+def queued(hostile: Hostile, header: bytes, signature: bytes, sender: str = G22) -> None:
+    """Submitted over HTTP by ``sender`` and taken in at the door (202); the verdict comes later."""
+    response = submit(hostile[sender], header, signature)
+    assert response.status_code == 202, response.text
+
+
 def subject_of(header: bytes, signature: bytes) -> str:
     """Where the bus traces an envelope: its message id, or the digest of its bytes."""
     message_id, _ = loose_identity(header)

@@ -3,15 +3,10 @@ of them names a registered agency (see schemas/agency.py)."""
 
 from __future__ import annotations
 
-from tests.e2e.support import message_id_of, submit
+from tests.e2e.support import message_id_of
 from tests.helpers import G22, H37, header_bytes
 from tests.security import material as m
-from tests.security.hostile import Hostile
-
-
-def queued(hostile: Hostile, header: bytes, signature: bytes) -> None:
-    response = submit(hostile[G22], header, signature)
-    assert response.status_code == 202, response.text
+from tests.security.hostile import Hostile, queued
 
 
 def refused_sender(hostile: Hostile, code: str) -> None:

@@ -8,26 +8,15 @@ import datetime as dt
 import time
 
 import httpx
-import pytest
 
 from exchange.ports import FixedClock
 from exchange.signing import sign_detached
 from tests import timestamping
-from tests.e2e.support import message_id_of, signed_headers, submit
+from tests.e2e.support import message_id_of, signed_headers
 from tests.forge import window
 from tests.helpers import G22, H37, header_bytes
 from tests.security import material as m
-from tests.security.hostile import Hostile, now
-
-
-@pytest.fixture(scope="module")
-def http(hostile: Hostile) -> httpx.Client:
-    return hostile[G22].http
-
-
-def queued(hostile: Hostile, header: bytes, signature: bytes) -> None:
-    response = submit(hostile[G22], header, signature)
-    assert response.status_code == 202, response.text
+from tests.security.hostile import Hostile, now, queued
 
 
 def stamped(

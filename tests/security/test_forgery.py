@@ -14,16 +14,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from exchange.signing import sign_detached
 from tests import forge
-from tests.e2e.support import submit
 from tests.forge import rsa_key, signature_values, swap, utcnow, window
 from tests.helpers import G22, H37, H37_FINANCE, header_bytes, header_dict
 from tests.security import material as m
-from tests.security.hostile import Hostile, compact
-
-
-def queued(hostile: Hostile, header: bytes, signature: bytes, sender: str = G22) -> None:
-    response = submit(hostile[sender], header, signature)
-    assert response.status_code == 202, response.text
+from tests.security.hostile import Hostile, compact, queued
 
 
 def message_id(header: bytes) -> str:

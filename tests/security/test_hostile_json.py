@@ -7,25 +7,14 @@ import base64
 import json
 
 import httpx
-import pytest
 
-from tests.e2e.support import call, message_id_of, signed_headers, submit
+from tests.e2e.support import call, message_id_of, signed_headers
 from tests.helpers import G22, H37, H37_FINANCE, attachment, header_bytes, header_dict
-from tests.security.hostile import Hostile, compact, subject_of
-
-
-@pytest.fixture(scope="module")
-def http(hostile: Hostile) -> httpx.Client:
-    return hostile[G22].http
+from tests.security.hostile import Hostile, compact, queued, subject_of
 
 
 def post_json(hostile: Hostile, body: bytes) -> httpx.Response:
     return call(hostile[G22], "POST", "/v1/messages", body, content_type="application/json")
-
-
-def queued(hostile: Hostile, header: bytes, signature: bytes) -> None:
-    response = submit(hostile[G22], header, signature)
-    assert response.status_code == 202, response.text
 
 
 # --- in a header (the router's verdict) -------------------------------------------------------

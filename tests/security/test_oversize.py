@@ -10,25 +10,14 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from exchange.submission import Submission
-from tests.e2e.support import blob_files, message_id_of, signed_headers, submit
+from tests.e2e.support import blob_files, message_id_of, signed_headers
 from tests.e2e.test_limits import read_response
 from tests.helpers import G22, H37, attachment, header_bytes
-from tests.security.hostile import IDLE_TIMEOUT_S, Hostile, body_subject
+from tests.security.hostile import IDLE_TIMEOUT_S, Hostile, body_subject, queued
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def http(hostile: Hostile) -> httpx.Client:
-    return hostile[G22].http
-
-
-def queued(hostile: Hostile, header: bytes, signature: bytes) -> None:
-    response = submit(hostile[G22], header, signature)
-    assert response.status_code == 202, response.text
 
 
 def raw_request(

@@ -6,17 +6,11 @@ from __future__ import annotations
 import time
 
 import httpx
-import pytest
 
 from exchange.submission import Submission
 from tests.e2e.support import message_id_of, problem, signed_headers, submit_body
 from tests.helpers import G22, H37, H37_FINANCE, header_bytes
 from tests.security.hostile import Hostile, new_id
-
-
-@pytest.fixture(scope="module")
-def http(hostile: Hostile) -> httpx.Client:
-    return hostile[G22].http
 
 
 def test_envelope_replayed_under_a_new_transport_id(hostile: Hostile) -> None:
