@@ -143,6 +143,12 @@ class RabbitNode:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
 
+def single(root: Path) -> RabbitNode:
+    """One node on ports below the ephemeral range (see ``free_base_port``), not yet started."""
+    base = free_base_port(1)
+    return RabbitNode(f"lt{base}b", root, base, base + 20000)
+
+
 def cluster(root: Path, size: int, base_port: int) -> list[RabbitNode]:
     """Start ``size`` nodes on base_port, base_port+1, ... and join them into one cluster."""
     nodes = [
@@ -159,7 +165,12 @@ def cluster(root: Path, size: int, base_port: int) -> list[RabbitNode]:
 
 
 def free_base_port(count: int, start: int = 5690, stop: int = 6400) -> int:
-    """A port p with p..p+count-1 and p+20000..p+20000+count-1 free (AMQP, distribution)."""
+    """A port p with p..p+count-1 and p+20000..p+20000+count-1 free (AMQP, distribution).
+
+    Both ranges lie below the kernel's ephemeral ports (32768 and up): a node that is killed
+    and restarted must bind its ports again, and while it is down an outgoing connection (or a
+    publisher's retry connecting to itself) may take an ephemeral port as its own.
+    """
     for base in range(start, stop, 10):
         ports = [*range(base, base + count), *range(base + 20000, base + 20000 + count)]
         if all(_free(port) for port in ports):

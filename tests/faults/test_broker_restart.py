@@ -32,9 +32,9 @@ from tests.faults.harness import (
     settle,
     wait_until,
 )
-from tests.faults.rabbitnode import RabbitNode
+from tests.faults.rabbitnode import single
 from tests.helpers import G22, Pki
-from tests.services import free_port, postgres_database
+from tests.services import postgres_database
 
 DOWN_S = 15.0  # the router's connection retries every second: many attempts fail meanwhile
 CLI_SENDS = 4
@@ -47,7 +47,7 @@ def test_the_broker_killed_and_restarted_loses_and_doubles_nothing(
     started = time.monotonic()
     seal_cert, seal_key = pki.dev.seal(G22)
     with rabbit_root() as root, postgres_database() as url, engine_for(url) as engine:
-        node = RabbitNode(f"lt{free_port()}b", root, free_port(), free_port())
+        node = single(root)
         node.start()
         with fault_bus(
             pki,
