@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 from exchange import cms, der, oids
 from exchange import derwrite as w
 from exchange.certificates import certificate_facts
-from exchange.envelope import parse_header
+from exchange.envelope import _key_count, parse_header
 from exchange.errors import Rejected
 from exchange.policy import Limits
 from exchange.reasons import Reason
@@ -1087,6 +1087,40 @@ def test_unknown_keys_full_of_quotes_and_colons_are_unknown_fields(
     with pytest.raises(Rejected) as rejected:
         parse_header(raw, LIMITS)
     assert rejected.value.reason is Reason.HEADER_UNKNOWN_FIELD, rejected.value.detail
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.lists(st.tuples(st.text(max_size=6), inner), max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _written(value: Any, space: str) -> str:
+    """JSON text of a value whose objects are lists of pairs (so keys may repeat)."""
+    if isinstance(value, list) and all(isinstance(v, tuple) for v in value) and value:
+        members = (
+            f"{json.dumps(k, ensure_ascii=False)}{space}:{space}{_written(v, space)}"
+            for k, v in value
+        )
+        return "{" + f",{space}".join(members) + "}"
+    if isinstance(value, list):
+        return "[" + f",{space}".join(_written(v, space) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+@SETTINGS
+@given(JSON_VALUES, st.sampled_from(["", " ", "\n  ", "\t"]))
+def test_the_key_count_counts_every_key_of_text_without_escapes(value: Any, space: str) -> None:
+    data = _written(value, space).encode("utf-8")
+    pairs: list[int] = []
+    json.loads(data, object_pairs_hook=lambda p: pairs.append(len(p)))
+    if b"\\" in data:
+        assert _key_count(data) is None  # escapes: the standard parser decides
+    else:
+        assert _key_count(data) == sum(pairs)
 
 
 @pytest.mark.parametrize("subject", [": Về việc hướng dẫn", "  :: trích yếu"])
