@@ -55,6 +55,8 @@ class Accept:
     digest: str
     received_at: dt.datetime
     inline: Mapping[str, bytes] = field(default_factory=dict)
+    # The SHA-256 of each inline attachment, as the router computed it while verifying.
+    inline_sha256: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +141,12 @@ class RoutingStore(Protocol):
 
 
 class BlobStore(Protocol):
-    def put(self, content: bytes) -> str:
-        """Store content under its SHA-256 (idempotent); return the hex digest."""
+    def put(self, content: bytes, sha256: str | None = None) -> str:
+        """Store content under its SHA-256 (idempotent); return the hex digest.
+
+        ``sha256``, when given, is that digest as the caller computed it from these very bytes;
+        the store does not hash them again.
+        """
         ...
 
 
@@ -157,11 +163,13 @@ class _Attachments:
         self.inline = inline
         self.store = store
         self.header = header
+        self.sha256: dict[str, str] = {}  # of the inline attachments measured
 
     def measure(self, ref: AttachmentRef) -> Measured | None:
         content = self.inline.get(ref.name)
         if content is not None:
-            return Measured(len(content), hashlib.sha256(content).hexdigest())
+            digest = self.sha256[ref.name] = hashlib.sha256(content).hexdigest()
+            return Measured(len(content), digest)
         # Asked only once the header has verified, so its sender is the signing agency.
         _, sender = loose_identity(self.header)
         return None if sender is None else self.store.uploaded_blob(ref.sha256, sender)
@@ -204,8 +212,8 @@ class Router:
             if isinstance(decision, Accept):
                 # Written before the commit that references them: content-addressed, so a crash
                 # in between leaves at worst an unreferenced file, never a dangling reference.
-                for content in decision.inline.values():
-                    self.blobs.put(content)
+                for name, content in decision.inline.items():
+                    self.blobs.put(content, decision.inline_sha256.get(name))
         return self.store.commit(decisions)
 
     def decide(self, batch: Sequence[Incoming]) -> list[Decision]:
@@ -257,7 +265,9 @@ class Router:
         if isinstance(verdict, Accepted):
             verdict = self._check_routing(verdict, sub)
         if isinstance(verdict, Accepted):
-            return Accept(verdict, sub.header, sub.signature, digest, now, sub.attachments)
+            return Accept(
+                verdict, sub.header, sub.signature, digest, now, sub.attachments, source.sha256
+            )
         message_id, sender = loose_identity(sub.header)
         # A detail may quote the submission (an unknown field's name): keep it storable.
         detail = printable(verdict.detail)

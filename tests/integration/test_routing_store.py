@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -167,6 +168,29 @@ def test_a_batch_is_stored_with_inbox_and_trace(bus: bootstrap.Bus, pki: Pki) ->
     forged_id = rejection.message_id
     assert events_of(engine, forged_id) == ["submitted", "rejected", "notice"]
     assert assert_chains_hold(engine) == 4  # good, forged, its notice, the unparseable digest
+
+
+def test_inline_attachments_are_kept_under_the_digest_measured(
+    sqlite_bus: bootstrap.Bus, pki: Pki
+) -> None:
+    content = "Phụ lục: dự toán ngân sách 2027\n".encode() * 2000
+    sha256 = hashlib.sha256(content).hexdigest()
+    ref = {
+        "name": "phu-luc.txt",
+        "media_type": "text/plain",
+        "size": len(content),
+        "sha256": sha256,
+    }
+    header = header_bytes(attachments=[ref])
+    body = Submission(header, pki.sign(header), {"phu-luc.txt": content}).encode()
+    (decision,) = decide(sqlite_bus, body)
+    assert isinstance(decision, Accept)
+    assert decision.inline_sha256 == {"phu-luc.txt": sha256}  # measured once, while verifying
+
+    assert sqlite_bus.router.record([decision]) == [Outcome.STORED]
+
+    assert sqlite_bus.blobs.path(sha256).read_bytes() == content
+    assert hashlib.sha256(sqlite_bus.blobs.path(sha256).read_bytes()).hexdigest() == sha256
 
 
 def test_a_failure_mid_commit_leaves_nothing_written(
