@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from adapters.db import trace
+from adapters.db.bulk import BulkInsert
 from adapters.db.engine import reading
 from adapters.db.tables import (
     agencies,
@@ -70,6 +71,12 @@ _REJECTED = sa.select(rejections.c.envelope_digest).where(
 _DIGESTS_BY_ID = sa.select(messages.c.message_id, messages.c.envelope_digest).where(
     messages.c.message_id.in_(sa.bindparam("ids", expanding=True))
 )
+
+
+_INSERT_MESSAGES = BulkInsert(messages)
+_INSERT_ATTACHMENTS = BulkInsert(message_attachments)
+_INSERT_INBOX = BulkInsert(inbox)
+_INSERT_REJECTIONS = BulkInsert(rejections)
 
 
 def _digests_by_id(conn: sa.Connection, message_ids: Collection[str]) -> dict[str, str]:
@@ -400,14 +407,10 @@ class _Batch:
         )
 
     def _flush(self) -> None:
-        if self.message_rows:
-            self.conn.execute(messages.insert(), self.message_rows)
-        if self.attachment_rows:
-            self.conn.execute(message_attachments.insert(), self.attachment_rows)
-        if self.inbox_rows:
-            self.conn.execute(inbox.insert(), self.inbox_rows)
-        if self.rejection_rows:
-            self.conn.execute(rejections.insert(), self.rejection_rows)
+        _INSERT_MESSAGES(self.conn, self.message_rows)
+        _INSERT_ATTACHMENTS(self.conn, self.attachment_rows)
+        _INSERT_INBOX(self.conn, self.inbox_rows)
+        _INSERT_REJECTIONS(self.conn, self.rejection_rows)
         trace.append(self.conn, self.events)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
+from adapters.db.bulk import BulkInsert
 from adapters.db.tables import trace_events
 from exchange.tracing import GENESIS, Event, StoredEvent, TraceEvent, chain_hash
 
@@ -45,9 +46,10 @@ def append(conn: sa.Connection, events: Sequence[TraceEvent]) -> None:
                 "hash": digest,
             }
         )
-    conn.execute(trace_events.insert(), rows_out)
+    _INSERT(conn, rows_out)
 
 
+_INSERT = BulkInsert(trace_events)
 _LATEST = (
     sa.select(trace_events.c.subject, sa.func.max(trace_events.c.seq).label("seq"))
     .where(trace_events.c.subject.in_(sa.bindparam("subjects", expanding=True)))
