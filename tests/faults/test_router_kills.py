@@ -51,10 +51,14 @@ def test_a_router_killed_mid_batch_twice_loses_and_doubles_nothing(
             timeline = Timeline()
             held = []
             for kill, holding in ((1, 1), (2, BACKLOG_BATCH)):
-                load.wait_sent(LOAD * kill // 3, within=60)
-                # Mid-batch: the router holds deliveries it has not settled yet. The second
-                # kill hits the restarted router while it works through the backlog the first
-                # left (large batches: some stored, not yet acknowledged).
+                # Mid-batch: the router holds deliveries it has not settled yet. The first kill
+                # hits it under the steady load, a third of the way in; the second hits its
+                # successor at once, while it works through the backlog the outage left (large
+                # batches: some stored, not yet acknowledged). A router that keeps up with the
+                # steady load holds only small batches, so waiting for one of 32 later would
+                # depend on how fast the machine is.
+                if kill == 1:
+                    load.wait_sent(LOAD // 3, within=60)
                 seen: list[int] = []
 
                 def holds(at_least: int = holding, seen: list[int] = seen) -> bool:
