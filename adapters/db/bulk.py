@@ -6,6 +6,8 @@ the driver's insert itself. ``BulkInsert`` compiles the INSERT once per dialect,
 column's bind processor once (the very conversions SQLAlchemy applies: ``UtcDateTime``, JSON,
 SQLite's datetime text), and hands the driver the converted rows in one executemany. Columns a
 row does not give are written as NULL (none of the tables it serves has a Python-side default).
+Times are converted once per distinct value in a call: a batch's rows mostly share the time it
+was received.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from adapters.db.tables import UtcDateTime
+
 Processor = Callable[[Any], Any]
 
 
@@ -24,6 +28,7 @@ class _Compiled:
     sql: str
     columns: tuple[tuple[str, Processor | None], ...]  # in the order the driver expects
     positional: bool
+    times: frozenset[str]  # columns of times: their conversions are remembered within a call
 
 
 class BulkInsert:
@@ -38,7 +43,10 @@ class BulkInsert:
         if not rows:
             return
         compiled = self._compile(conn.dialect)
-        columns = compiled.columns
+        columns = tuple(
+            (name, _remembered(process) if process and name in compiled.times else process)
+            for name, process in compiled.columns
+        )
         params: list[tuple[Any, ...]] | list[dict[str, Any]]
         if compiled.positional:
             params = [
@@ -74,7 +82,25 @@ class BulkInsert:
             (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
             for name in order
         )
+        times = frozenset(name for name in order if isinstance(table.c[name].type, _TIMES))
         made = self._compiled[dialect.name] = _Compiled(
-            compiled.string, columns, compiled.positional
+            compiled.string, columns, compiled.positional, times
         )
         return made
+
+
+_TIMES = (sa.DateTime, UtcDateTime)
+
+
+def _remembered(process: Processor) -> Processor:
+    """``process``, converting each distinct value once (for one call: values are hashable)."""
+    done: dict[Any, Any] = {}
+
+    def run(value: Any) -> Any:
+        try:
+            return done[value]
+        except KeyError:
+            converted = done[value] = process(value)
+            return converted
+
+    return run

@@ -92,7 +92,7 @@ def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(engine: sa.Engine) -> No
         events = [
             {
                 "seq": seq,
-                "at": AT,
+                "at": AT if seq == 1 else AT.astimezone(dt.UTC),  # one instant, two zones
                 "event": "delivered",
                 "sender": "000.00.00.G22",
                 "recipient": None,
