@@ -19,9 +19,13 @@ in hand, and returns the rest.
 
 The connection is robust: when the broker goes away the router keeps what it holds (acks on the
 dead channel fail; the broker redelivers and the digest absorbs the copies), reconnects every
-``reconnect_interval`` seconds for as long as it takes, and aio-pika restores its channel, qos and
-both consumers. ``broker_state()`` says whether it is connected now, for ``lienthong router
---health-port``.
+``reconnect_interval`` seconds for as long as it takes, and aio-pika restores its two channels
+(router queue, dead letters), their qos and consumers. ``broker_state()`` says whether it is
+connected now, for ``lienthong router --health-port``.
+
+A batch whose messages are all acknowledged is acknowledged with one frame ("up to this tag")
+when its deliveries are exactly the next ones of the router channel; otherwise message by
+message.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ MAX_CONFLICTS = 3
 RECONNECT_INTERVAL = 1.0
 # At most this long for each step of a shutdown that needs the broker to answer.
 SHUTDOWN_STEP_S = 5.0
+# Dead letters in hand at once (each is recorded, or routed a last time, on its own).
+DEAD_PREFETCH = 16
 
 
 @dataclass
@@ -66,6 +72,7 @@ class RouterStats:
     dead_lettered: int = 0
     db_retries: int = 0
     reconnects: int = 0
+    acked_at_once: int = 0  # batches acknowledged with one frame
     last_delivery: float | None = None  # time.monotonic() of the last message received
 
     def count(self, outcome: Outcome) -> None:
@@ -105,6 +112,9 @@ class RouterService:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._held = 0
+        # The channel the router queue delivers on, and the tag through which every one of its
+        # deliveries is settled (tags count from 1 on each channel, in delivery order).
+        self._through: tuple[object | None, int] = (None, 0)
 
     def holding(self) -> int:
         """Deliveries received and not yet settled (the batches in hand and those waiting)."""
@@ -140,8 +150,15 @@ class RouterService:
             self._channel = channel
             await channel.set_qos(prefetch_count=self.prefetch)
             declared = await declare(channel, self.topology)
+            # Dead letters come on a channel of their own: delivery tags count per channel, so
+            # the router channel's are the router queue's alone, in order (see _in_order).
+            dead_channel = await connection.channel()
+            await dead_channel.set_qos(prefetch_count=DEAD_PREFETCH)
+            # Declared again (idempotent) rather than looked up: each robust channel restores
+            # what it declared, whichever reopens first after the broker comes back.
+            dead_queue = (await declare(dead_channel, self.topology)).dead
             router_tag = await declared.router.consume(self._receive)
-            dead_tag = await declared.dead.consume(self._on_dead)
+            dead_tag = await dead_queue.consume(self._on_dead)
             log.info("router consuming %s (prefetch %d)", self.topology.router_queue, self.prefetch)
             if ready is not None:
                 ready.set()
@@ -157,7 +174,7 @@ class RouterService:
                 # robust channel would wait for the reconnection before cancelling: skip it.
                 with contextlib.suppress(AMQPError, ConnectionError, RuntimeError, TimeoutError):
                     await asyncio.wait_for(declared.router.cancel(router_tag), SHUTDOWN_STEP_S)
-                    await asyncio.wait_for(declared.dead.cancel(dead_tag), SHUTDOWN_STEP_S)
+                    await asyncio.wait_for(dead_queue.cancel(dead_tag), SHUTDOWN_STEP_S)
             await self._return_unprocessed()
         finally:
             self._channel = None
@@ -292,8 +309,19 @@ class RouterService:
         self, batch: list[AbstractIncomingMessage], outcomes: list[Outcome]
     ) -> None:
         self.stats.batches += 1
-        for message, outcome in zip(batch, outcomes, strict=True):
+        for outcome in outcomes:
             self.stats.count(outcome)
+        if len(batch) > 1 and all(o in _ACKED for o in outcomes) and self._in_order(batch):
+            # One frame acknowledges the whole batch: exactly its deliveries (see _in_order).
+            self.stats.acked_at_once += 1
+            try:
+                await batch[-1].ack(multiple=True)
+            except (AMQPError, ConnectionError, RuntimeError) as exc:
+                log.warning("could not settle a batch (%s); it will be redelivered", exc)
+            for message in batch:
+                self._note_settled(message)
+            return
+        for message, outcome in zip(batch, outcomes, strict=True):
             try:
                 if outcome is Outcome.DEAD_LETTER:
                     await message.reject(requeue=False)
@@ -304,6 +332,29 @@ class RouterService:
             except (AMQPError, ConnectionError, RuntimeError) as exc:
                 # The channel went away; the broker redelivers and the digest absorbs it.
                 log.warning("could not settle a message (%s); it will be redelivered", exc)
+            self._note_settled(message)
+
+    def _in_order(self, batch: Sequence[AbstractIncomingMessage]) -> bool:
+        """Whether an acknowledgement "up to the batch's last tag" would cover its deliveries
+        and nothing else: they came on the channel whose every earlier delivery is settled, and
+        their tags follow on from those without a gap."""
+        channel, through = self._through
+        if channel is None or any(_channel_of(m) is not channel for m in batch):
+            return False
+        tags = [m.delivery_tag for m in batch]
+        return tags == list(range(through + 1, through + 1 + len(batch)))
+
+    def _note_settled(self, message: AbstractIncomingMessage) -> None:
+        """Keep the tag through which every delivery of the current channel is settled."""
+        channel, tag = _channel_of(message), message.delivery_tag
+        if channel is None or tag is None:
+            return
+        known, through = self._through
+        if channel is not known:
+            if tag == 1:  # a new channel (a reconnection): its first delivery
+                self._through = (channel, 1)
+        elif tag == through + 1:
+            self._through = (channel, tag)
 
     async def _isolate(
         self, batch: list[AbstractIncomingMessage], stop: asyncio.Event, exc: Exception
@@ -334,6 +385,7 @@ class RouterService:
         for message in batch:
             with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
                 await message.nack(requeue=requeue)
+            self._note_settled(message)
 
     async def _return_unprocessed(self) -> None:
         pending = []
@@ -379,6 +431,17 @@ class RouterService:
         with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
             await message.ack()
         return True
+
+
+_ACKED = frozenset({Outcome.STORED, Outcome.DUPLICATE, Outcome.REJECTED})
+
+
+def _channel_of(message: AbstractIncomingMessage) -> object | None:
+    """The channel a delivery came on, or None once that channel is closed."""
+    try:
+        return message.channel
+    except (AMQPError, RuntimeError):
+        return None
 
 
 def is_outage(exc: sa.exc.DBAPIError) -> bool:

@@ -519,7 +519,10 @@ class Stages:
     """``decide`` and ``record`` stand-ins: decisions are the bodies; recording takes a while
     (a commit's fsync) and notes which decisions ran meanwhile."""
 
-    def __init__(self, *, failing_records: int = 0) -> None:
+    def __init__(
+        self, *, failing_records: int = 0, outcomes: dict[bytes, list[Outcome]] | None = None
+    ) -> None:
+        self.outcomes = {body: list(queue) for body, queue in (outcomes or {}).items()}
         self.lock = threading.Lock()
         self.recorded: Counter[bytes] = Counter()
         self.routed_whole: Counter[bytes] = Counter()
@@ -545,11 +548,15 @@ class Stages:
                 if self.failing_records:
                     self.failing_records -= 1
                     raise sa.exc.IntegrityError("INSERT", {}, ValueError("another router won"))
-                self.recorded.update(bodies)
+                # Each body's next outcome of those given for it, else stored.
+                outcomes = [(self.outcomes.get(b) or [Outcome.STORED]).pop(0) for b in bodies]
+                self.recorded.update(
+                    b for b, o in zip(bodies, outcomes, strict=True) if o is Outcome.STORED
+                )
         finally:
             with self.lock:
                 self._recording = False
-        return [Outcome.STORED] * len(bodies)
+        return outcomes
 
     def route(self, batch: Sequence[Incoming]) -> list[Outcome]:
         """The whole path, taken when a pipelined recording failed."""
@@ -614,3 +621,36 @@ def test_a_pipelined_batch_whose_commit_failed_is_routed_again_by_the_whole_path
     assert stages.recorded + stages.routed_whole == Counter(bodies)  # nothing lost or doubled
     assert "retry" not in service.stats.outcomes
     assert depths == (0, 0)
+
+
+def test_whole_batches_are_acknowledged_at_once_and_only_their_deliveries(
+    topology: Topology,
+) -> None:
+    # Batches that are all acknowledged go with one "up to this tag" frame; one returned to the
+    # queue and one dead-lettered sit in batches between them: an acknowledgement that reached
+    # past its batch would swallow them (no redelivery, no dead letter) or settle a tag twice.
+    bodies = [f"m-{i}".encode() for i in range(200)]
+    stages = Stages(outcomes={b"m-57": [Outcome.RETRY], b"m-130": [Outcome.DEAD_LETTER]})
+    stand_in = StandIn()
+    stand_in.route = stages.route  # type: ignore[method-assign]
+
+    async def scenario() -> tuple[RouterService, tuple[int, int]]:
+        service = await run_router(
+            topology,
+            stand_in,
+            bodies,
+            lambda service: (
+                service.stats.outcomes.get("stored") == len(bodies) - 1
+                and service.stats.dead_lettered == 1
+            ),
+            stages=(stages.decide, stages.record),
+        )
+        return service, await queue_depths(topology)
+
+    service, depths = asyncio.run(scenario())
+
+    assert stages.recorded == Counter([b for b in bodies if b != b"m-130"])  # m-57 came back
+    assert [dead[0] for dead in stand_in.dead] == [b"m-130"]
+    assert service.stats.outcomes == {"stored": 199, "retry": 1, "dead_letter": 1}
+    assert service.stats.acked_at_once >= 5  # most batches: 200 messages, at most 16 a batch
+    assert depths == (0, 0)  # nothing left unsettled, nothing redelivered again
