@@ -112,18 +112,17 @@ class Parties:
 
 
 class RoutingStore(Protocol):
-    def processed(self, digests: Collection[str]) -> set[str]:
-        """Which of these envelope digests were already accepted or rejected."""
-        ...
-
-    def recall(self, message_ids: Collection[str]) -> AbstractContextManager[None]:
-        """While open, know what was accepted under these message ids from one lookup.
+    def recall(
+        self, message_ids: Collection[str], digests: Collection[str]
+    ) -> AbstractContextManager[set[str]]:
+        """While open, know what was accepted under these message ids; yields which of these
+        envelope digests were already accepted or rejected. One lookup for both.
 
         The verifier asks, for each envelope, what was accepted under its message id (its
         replay check); when the store is also the verifier's ReplayGuard it answers those from
-        this lookup rather than with one query each. The answers are as of the lookup, as a
-        single query's would be: what two envelopes of one batch, or two routers, do at once
-        is settled by ``commit``.
+        this lookup rather than with one query each (and with a query of its own for an id it
+        was not given). The answers are as of the lookup, as a single query's would be: what
+        two envelopes of one batch, or two routers, do at once is settled by ``commit``.
         """
         ...
 
@@ -237,12 +236,11 @@ class Router:
                 )
                 continue
             parsed.append((sub, envelope_digest(sub.header, sub.signature)))
-        done = self.store.processed([p[1] for p in parsed if isinstance(p, tuple)])
-        fresh = [p[0] for p in parsed if isinstance(p, tuple) and p[1] not in done]
-        ids = {i for sub in fresh if (i := loose_identity(sub.header)[0]) is not None}
+        submissions = [p for p in parsed if isinstance(p, tuple)]
+        ids = {i for sub, _ in submissions if (i := message_id_hint(sub.header)) is not None}
         seen: set[str] = set()
         decisions: list[Decision] = []
-        with self.store.recall(ids):
+        with self.store.recall(ids, [digest for _, digest in submissions]) as done:
             for p in parsed:
                 if isinstance(p, Unparseable):
                     decisions.append(p)
@@ -315,6 +313,17 @@ def printable(text: str) -> str:
     """Text with control characters and lone surrogates escaped: what every store can hold
     (PostgreSQL refuses NUL in text) and a notice may quote."""
     return text.translate(_CONTROLS).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_MESSAGE_ID = re.compile(rb'"message_id"\s*:\s*"(' + _UUID.pattern.encode() + rb')"')
+
+
+def message_id_hint(header: bytes) -> str | None:
+    """The message id a header appears to carry, found without parsing it: what the store
+    looks up ahead for a batch. Only a hint (the verifier reads the id from the parsed header,
+    and asks the store again for one it was not told of)."""
+    found = _MESSAGE_ID.search(header)
+    return found.group(1).decode("ascii") if found else None
 
 
 def loose_identity(header: bytes) -> tuple[str | None, str | None]:

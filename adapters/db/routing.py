@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import threading
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,36 +57,61 @@ def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-# The questions of every batch, built once: building an expression costs more than running it.
-_PROCESSED = sa.union_all(
-    sa.select(messages.c.envelope_digest).where(
-        messages.c.envelope_digest.in_(sa.bindparam("stored", expanding=True))
+# What a batch needs to know of earlier ones, asked in one query (built once: building the
+# expression costs more than running it): which of some digests were stored, which were
+# rejected, and what was stored under which message ids.
+_STORED, _REJECTED, _BY_ID = "stored", "rejected", "by_id"
+_SEEN = sa.union_all(
+    sa.select(
+        sa.literal(_STORED).label("kind"),
+        messages.c.envelope_digest.label("key"),
+        messages.c.envelope_digest.label("digest"),
+    ).where(messages.c.envelope_digest.in_(sa.bindparam(_STORED, expanding=True))),
+    sa.select(
+        sa.literal(_REJECTED), rejections.c.envelope_digest, rejections.c.envelope_digest
+    ).where(rejections.c.envelope_digest.in_(sa.bindparam(_REJECTED, expanding=True))),
+    sa.select(sa.literal(_BY_ID), messages.c.message_id, messages.c.envelope_digest).where(
+        messages.c.message_id.in_(sa.bindparam(_BY_ID, expanding=True))
     ),
-    sa.select(rejections.c.envelope_digest).where(
-        rejections.c.envelope_digest.in_(sa.bindparam("rejected", expanding=True))
-    ),
 )
-_REJECTED = sa.select(rejections.c.envelope_digest).where(
-    rejections.c.envelope_digest.in_(sa.bindparam("digests", expanding=True))
-)
-_DIGESTS_BY_ID = sa.select(messages.c.message_id, messages.c.envelope_digest).where(
-    messages.c.message_id.in_(sa.bindparam("ids", expanding=True))
-)
+
+
+@dataclass
+class _Seen:
+    stored: set[str] = field(default_factory=set)  # digests
+    rejected: set[str] = field(default_factory=set)  # digests
+    by_id: dict[str, str] = field(default_factory=dict)  # message id -> digest stored
+
+
+def _look_up(
+    conn: sa.Connection,
+    *,
+    stored: Collection[str] = (),
+    rejected: Collection[str] = (),
+    by_id: Collection[str] = (),
+) -> _Seen:
+    """One query (one per 500 of each kind) for what earlier batches left."""
+    seen = _Seen()
+    asked = {
+        kind: _chunks(sorted(set(keys)))
+        for kind, keys in ((_STORED, stored), (_REJECTED, rejected), (_BY_ID, by_id))
+    }
+    for i in range(max(len(chunks) for chunks in asked.values())):
+        params = {kind: chunks[i] if i < len(chunks) else [] for kind, chunks in asked.items()}
+        for kind, key, digest in conn.execute(_SEEN, params):
+            if kind == _STORED:
+                seen.stored.add(key)
+            elif kind == _REJECTED:
+                seen.rejected.add(key)
+            else:
+                seen.by_id[key] = digest
+    return seen
 
 
 _INSERT_MESSAGES = BulkInsert(messages)
 _INSERT_ATTACHMENTS = BulkInsert(message_attachments)
 _INSERT_INBOX = BulkInsert(inbox)
 _INSERT_REJECTIONS = BulkInsert(rejections)
-
-
-def _digests_by_id(conn: sa.Connection, message_ids: Collection[str]) -> dict[str, str]:
-    """Envelope digests of the stored messages among these ids."""
-    found: dict[str, str] = {}
-    for chunk in _chunks(sorted(set(message_ids))):
-        for message_id, digest in conn.execute(_DIGESTS_BY_ID, {"ids": chunk}):
-            found[message_id] = digest
-    return found
 
 
 class SqlRoutingStore:
@@ -100,28 +126,15 @@ class SqlRoutingStore:
 
     # --- questions asked while deciding ---------------------------------------------------
 
-    def processed(self, digests: Collection[str]) -> set[str]:
-        found: set[str] = set()
-        items = sorted(set(digests))
-        if not items:
-            return found
-        with reading(self.engine) as conn:
-            for chunk in _chunks(items):
-                found.update(
-                    conn.execute(_PROCESSED, {"stored": chunk, "rejected": chunk}).scalars()
-                )
-        return found
-
     @contextlib.contextmanager
-    def recall(self, message_ids: Collection[str]) -> Iterator[None]:
-        ids = frozenset(message_ids)
-        digests: dict[str, str] = {}
-        if ids:
+    def recall(self, message_ids: Collection[str], digests: Collection[str]) -> Iterator[set[str]]:
+        seen = _Seen()
+        if message_ids or digests:
             with reading(self.engine) as conn:
-                digests = _digests_by_id(conn, ids)
-        self._recalled.view = (ids, digests)
+                seen = _look_up(conn, stored=digests, rejected=digests, by_id=message_ids)
+        self._recalled.view = (frozenset(message_ids), seen.by_id)
         try:
-            yield
+            yield seen.stored | seen.rejected
         finally:
             self._recalled.view = None
 
@@ -180,10 +193,12 @@ class _Batch:
         accepted_ids = [
             str(d.accepted.header.message_id) for d in decisions if isinstance(d, Accept)
         ]
-        stored = self._stored_digests(accepted_ids)
-        rejected = self._rejected_digests(
-            [d.digest for d in decisions if isinstance(d, Reject | Accept)]
+        seen = _look_up(
+            self.conn,
+            rejected=[d.digest for d in decisions if isinstance(d, Reject | Accept)],
+            by_id=accepted_ids,
         )
+        stored, rejected = seen.by_id, seen.rejected
         active = self._active_agencies(
             {d.sender for d in decisions if isinstance(d, Reject) and d.sender}
         )
@@ -234,15 +249,6 @@ class _Batch:
                 outcomes.append(Outcome.RETRY)
         self._flush()
         return outcomes
-
-    def _stored_digests(self, message_ids: Sequence[str]) -> dict[str, str]:
-        return _digests_by_id(self.conn, message_ids)
-
-    def _rejected_digests(self, digests: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(sorted(set(digests))):
-            found.update(self.conn.execute(_REJECTED, {"digests": chunk}).scalars())
-        return found
 
     def _active_agencies(self, codes: set[str]) -> set[str]:
         if not codes:
