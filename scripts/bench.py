@@ -48,7 +48,8 @@ It also prints the CPU each part used in each phase (router, API, broker, Postgr
 other processes: shares of the machine's cores, from /proc), and with ``--py-spy PATH`` (py-spy
 installed anywhere, e.g. ``python3 -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy``) it
 records the router during the drain and at half load, and the API during the HTTP closed loop,
-into ``OUT/profile-*.txt`` (where the time goes, by part and by function). ``--prefetch``,
+into ``OUT/profile-*.txt`` (where the time goes, by part and by function; with ``--py-spy-gil``
+only the thread holding the GIL, that is where Python's CPU goes). ``--prefetch``,
 ``--batch-max`` and ``--batch-wait-ms`` set the router's ``LIENTHONG_*`` settings.
 
 ``scripts/bench_verify.py`` (the verifier alone, step by step) and ``scripts/bench_bus.py`` stay
@@ -748,9 +749,10 @@ PROFILE_WORKER = "Thread._bootstrap ("
 class Profiler:
     """py-spy (``--py-spy PATH``) recording a process while it works; summaries in OUT."""
 
-    def __init__(self, binary: str, out: Path) -> None:
+    def __init__(self, binary: str, out: Path, *, gil: bool = False) -> None:
         self.binary = binary
         self.out = out
+        self.gil = gil  # sample only the thread holding the GIL: where Python's CPU goes
         self.summaries: dict[str, dict[str, Any]] = {}
 
     @contextlib.contextmanager
@@ -760,6 +762,7 @@ class Profiler:
             [
                 *(self.binary, "record", "--pid", str(pid), "--format", "raw"),
                 *("--output", str(raw), "--rate", "200", "--nonblocking"),
+                *(["--gil"] if self.gil else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -777,7 +780,9 @@ class Profiler:
         if raw.exists():
             summary = summarise_profile(raw)
             self.summaries[label] = summary
-            (self.out / f"profile-{label}.txt").write_text(profile_text(label, summary))
+            (self.out / f"profile-{label}.txt").write_text(
+                profile_text(label, summary, gil=self.gil)
+            )
 
 
 def _frame(text: str) -> str:
@@ -822,8 +827,9 @@ def summarise_profile(raw: Path) -> dict[str, Any]:
     }
 
 
-def profile_text(label: str, summary: dict[str, Any]) -> str:
-    lines = [f"py-spy profile {label}: {summary['samples']} samples (200 Hz, non-idle)", ""]
+def profile_text(label: str, summary: dict[str, Any], *, gil: bool = False) -> str:
+    what = "holding the GIL" if gil else "non-idle"
+    lines = [f"py-spy profile {label}: {summary['samples']} samples (200 Hz, {what})", ""]
     lines += [f"{share:7.1%}  {name}" for name, share in summary["threads"].items()]
     lines += ["", "inclusive, by part:"]
     lines += [f"{share:7.1%}  {name}" for name, share in summary["parts"].items()]
@@ -1279,6 +1285,7 @@ class Options:
     out: Path
     quick: bool
     py_spy: str | None
+    py_spy_gil: bool
 
 
 def parse(argv: Sequence[str]) -> Options:
@@ -1314,6 +1321,11 @@ def parse(argv: Sequence[str]) -> Options:
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument(
         "--py-spy", metavar="PATH", help="py-spy binary: profile the router and the API (1st db)"
+    )
+    parser.add_argument(
+        "--py-spy-gil",
+        action="store_true",
+        help="profile only the thread holding the GIL (where Python's CPU time goes)",
     )
     args = parser.parse_args(argv)
     quick = bool(args.quick)
@@ -1353,6 +1365,7 @@ def parse(argv: Sequence[str]) -> Options:
         out=args.out,
         quick=quick,
         py_spy=args.py_spy,
+        py_spy_gil=bool(args.py_spy_gil),
     )
 
 
@@ -1873,7 +1886,7 @@ def main(argv: Sequence[str]) -> None:
     )
     progress = Reporter(bar)
     progress.mark("start")
-    profile = Profiler(opts.py_spy, opts.out) if opts.py_spy else None
+    profile = Profiler(opts.py_spy, opts.out, gil=opts.py_spy_gil) if opts.py_spy else None
     with bar, tempfile.TemporaryDirectory(prefix="lt-bench-") as tmp:
         root = Path(tmp)
         dev, codes = make_pki(root / "pki", opts.agencies)
