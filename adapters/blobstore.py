@@ -32,7 +32,7 @@ class FileBlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    def put(self, content: bytes, sha256: str | None = None) -> str:
+    def put(self, content: bytes | memoryview, sha256: str | None = None) -> str:
         """Store ``content`` (``sha256``: its digest, when the caller computed it already)."""
         digest = sha256 if sha256 is not None else hashlib.sha256(content).hexdigest()
         if not self.exists(digest):

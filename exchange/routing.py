@@ -54,7 +54,7 @@ class Accept:
     signature: bytes
     digest: str
     received_at: dt.datetime
-    inline: Mapping[str, bytes] = field(default_factory=dict)
+    inline: Mapping[str, bytes | memoryview] = field(default_factory=dict)
     # The SHA-256 of each inline attachment, as the router computed it while verifying.
     inline_sha256: Mapping[str, str] = field(default_factory=dict)
 
@@ -140,7 +140,7 @@ class RoutingStore(Protocol):
 
 
 class BlobStore(Protocol):
-    def put(self, content: bytes, sha256: str | None = None) -> str:
+    def put(self, content: bytes | memoryview, sha256: str | None = None) -> str:
         """Store content under its SHA-256 (idempotent); return the hex digest.
 
         ``sha256``, when given, is that digest as the caller computed it from these very bytes;
@@ -158,7 +158,9 @@ class NoticeSigner(Protocol):
 class _Attachments:
     """Inline attachments of the submission, else blobs the sender uploaded before."""
 
-    def __init__(self, inline: Mapping[str, bytes], store: RoutingStore, header: bytes) -> None:
+    def __init__(
+        self, inline: Mapping[str, bytes | memoryview], store: RoutingStore, header: bytes
+    ) -> None:
         self.inline = inline
         self.store = store
         self.header = header
