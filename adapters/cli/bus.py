@@ -28,7 +28,6 @@ from adapters.cli.output import EXIT_REJECTED, EXIT_UNAVAILABLE, fail, print_jso
 from adapters.client import ApiError, BusClient
 from adapters.db import registry as reg
 from adapters.db import trace as trace_db
-from adapters.db.checkpoint import WalCheckpointer
 from adapters.db.routing import record_dead_letter
 from adapters.files import load_certificates, load_crls, read_bytes
 from adapters.http.app import build_api, create_app
@@ -221,9 +220,6 @@ def router(
         stages=(bus.router.decide, bus.router.record),
     )
 
-    # On SQLite the router's commits leave WAL checkpoints to a thread of their own.
-    checkpoints = WalCheckpointer(bus.engine) if bus.engine.dialect.name == "sqlite" else None
-
     async def ready_checks() -> dict[str, str]:
         return {
             "broker": service.broker_state(),
@@ -239,8 +235,6 @@ def router(
             "dead_lettered": stats.dead_lettered,
             "db_retries": stats.db_retries,
             "reconnects": stats.reconnects,
-            "acked_at_once": stats.acked_at_once,
-            "wal_checkpoints": checkpoints.checkpoints if checkpoints else None,
             "last_delivery_s_ago": None
             if stats.last_delivery is None
             else round(time.monotonic() - stats.last_delivery, 3),
@@ -255,13 +249,9 @@ def router(
         if health_port is not None:
             health = HealthServer(health_host, health_port, ready_checks, info)
             await health.start()
-        if checkpoints is not None:
-            checkpoints.start()
         try:
             await service.run(stop)
         finally:
-            if checkpoints is not None:
-                await asyncio.to_thread(checkpoints.stop)
             if health is not None:
                 await health.close()
         log.info("router stopped: %s", json.dumps(service.stats.outcomes))
