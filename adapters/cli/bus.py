@@ -235,6 +235,7 @@ def router(
             "dead_lettered": stats.dead_lettered,
             "db_retries": stats.db_retries,
             "reconnects": stats.reconnects,
+            "acked_at_once": stats.acked_at_once,
             "last_delivery_s_ago": None
             if stats.last_delivery is None
             else round(time.monotonic() - stats.last_delivery, 3),
