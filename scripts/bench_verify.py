@@ -66,13 +66,6 @@ class AsDeclared:
         return Measured(ref.size, ref.sha256)
 
 
-def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key")
-    return result
-
-
 def recipients(count: int) -> list[str]:
     return [f"000.00.{i // 10:02d}.H{i % 10 + 10:02d}" for i in range(count)]
 
@@ -324,29 +317,6 @@ def main(argv: list[str]) -> None:
     for name, us in measured_rest:
         print(f"{name:<52}{us:>10.1f}{us / total_us:>9.1%}")
     print(f"{'total (one verification, best of 5 x 300)':<52}{total_us:>10.1f}{1:>9.0%}")
-
-    # What the changes proposed for exchange/envelope.py and exchange/certificates.py would save:
-    # a duplicate-key check by json.loads with a pairs hook instead of _KEY_END + _keys_in, and
-    # the issuer's RFC 4514 string computed once per certificate instead of once per envelope.
-    by_name = {name: us for name, us, _ in measured} | dict(measured_rest)
-    removed = sum(
-        by_name.get(name, 0.0)
-        for name in (
-            "  of which _KEY_END.findall (key count)",
-            "  of which _keys_in(header model)",
-            "  of which issuer.rfc4514_string() (seal summary)",
-        )
-    )
-    text = header.decode("utf-8")
-    replacement = per_call_us(lambda: json.loads(text, object_pairs_hook=_refuse_duplicates))
-    estimate = total_us - removed + replacement
-    print()
-    print(f"{'proposed: json.loads duplicate check (replaces both)':<52}{replacement:>10.1f}")
-    print(f"{'estimated total with the proposals':<52}{estimate:>10.1f}")
-    print(
-        f"{'estimated ratio with the proposals':<52}{1e6 / estimate / bare_median:>10.3f}"
-        f"  ({1e6 / estimate:,.0f}/s)"
-    )
 
     if args.profile:
         profiler = cProfile.Profile()
