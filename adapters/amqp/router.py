@@ -318,8 +318,9 @@ class RouterService:
                 await batch[-1].ack(multiple=True)
             except (AMQPError, ConnectionError, RuntimeError) as exc:
                 log.warning("could not settle a batch (%s); it will be redelivered", exc)
-            for message in batch:
-                self._note_settled(message)
+            # _in_order found the batch to follow on from the settled tags without a gap.
+            channel, through = self._through
+            self._through = (channel, through + len(batch))
             return
         for message, outcome in zip(batch, outcomes, strict=True):
             try:
