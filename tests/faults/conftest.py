@@ -10,7 +10,7 @@ from types import FrameType
 import pytest
 
 from adapters.amqp.topology import Topology
-from tests.faults.harness import WRITTEN, Corpus, sign_corpus
+from tests.faults.harness import RUNNING_LOADS, WRITTEN, Corpus, sign_corpus
 from tests.faults.proxy import TcpProxy
 from tests.helpers import Pki
 from tests.services import AMQP_URL, delete_topology
@@ -46,6 +46,14 @@ def topology() -> Iterator[Topology]:
         yield topology
     finally:
         delete_topology(topology.prefix)
+
+
+@pytest.fixture(autouse=True)
+def stop_loads() -> Iterator[None]:
+    """Whatever a scenario did, no load of it goes on publishing into the next."""
+    yield
+    while RUNNING_LOADS:
+        RUNNING_LOADS.pop().stop()
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,9 @@ def _rabbitmq_owns(path: Path) -> None:
             shutil.chown(child, "rabbitmq", "rabbitmq")
 
 
+_STARTED: list[RabbitNode] = []  # every node started, until kill_nodes_under() kills it
+
+
 @dataclass
 class RabbitNode:
     name: str  # e.g. "c1"
@@ -73,6 +76,8 @@ class RabbitNode:
         )
         shutil.chown(self.root, "rabbitmq", "rabbitmq")
         _rabbitmq_owns(folder)  # its own folder only: the other nodes' are theirs
+        if self not in _STARTED:
+            _STARTED.append(self)
         with (folder / "console.log").open("ab") as out:
             self.process = subprocess.Popen(
                 ["setsid", "rabbitmq-server"],
@@ -141,6 +146,14 @@ class RabbitNode:
     def console(self) -> str:
         path = self.folder / "console.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+def kill_nodes_under(root: Path) -> None:
+    """SIGKILL every node started under ``root`` and reap its process, whatever happened to
+    the scenario (an unreaped process is an unraisable warning in a later test)."""
+    for node in [node for node in _STARTED if node.root == root]:
+        node.kill()
+        _STARTED.remove(node)
 
 
 def single(root: Path) -> RabbitNode:

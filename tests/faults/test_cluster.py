@@ -20,6 +20,7 @@ from tests.faults.checker import History
 from tests.faults.harness import (
     LOAD,
     Corpus,
+    FaultBus,
     Load,
     Timeline,
     assert_nothing_lost_nothing_doubled,
@@ -38,7 +39,9 @@ from tests.services import postgres_database
 DOWN_S = 10.0
 
 
-def queue_status(node: RabbitNode, queue: str) -> dict[str, object]:
+def queue_status(node: RabbitNode, queue: str) -> dict[str, object] | None:
+    """The queue as ``node`` lists it; None when the listing leaves it out, as it does while
+    the queue is being declared or elects a new leader."""
     listed = node.ctl(
         "list_queues", "-q", "--formatter", "json", "name", "type", "leader", "members"
     )
@@ -46,7 +49,26 @@ def queue_status(node: RabbitNode, queue: str) -> dict[str, object]:
         if entry["name"] == queue:
             found: dict[str, object] = entry
             return found
-    raise AssertionError(f"{node.node} has no queue {queue}: {listed.stdout}")
+    return None
+
+
+def listed_status(node: RabbitNode, queue: str, bus: FaultBus) -> dict[str, object]:
+    """Wait (a minute at most) until ``node`` lists the queue, and return what it lists."""
+    seen: list[dict[str, object]] = []
+
+    def listed() -> bool:
+        status = queue_status(node, queue)
+        if status is not None:
+            seen.append(status)
+        return status is not None
+
+    wait_until(f"{node.node} to list {queue}", listed, within=60, bus=bus, poll=0.5)
+    return seen[-1]
+
+
+def leader_of(node: RabbitNode, queue: str) -> str | None:
+    status = queue_status(node, queue)
+    return None if status is None else str(status["leader"])
 
 
 @pytest.mark.faults
@@ -62,8 +84,14 @@ def test_a_cluster_node_killed_and_brought_back_loses_and_doubles_nothing(
             history = History()
             bus.start_router()  # on nodes[0], which declares the queue
             bus.start_router(amqp_url=nodes[1].url)
+            wait_until(
+                "both routers to report ready",
+                lambda: all(bus.router_ready(i)[0] == 200 for i in range(2)),
+                within=60,
+                bus=bus,
+            )
             queue = bus.topology.router_queue
-            status = queue_status(nodes[1], queue)
+            status = listed_status(nodes[1], queue, bus)
             assert status["type"] == "quorum"
             assert sorted(status["members"]) == sorted(by_name), status  # type: ignore[call-overload]
             leader = by_name[str(status["leader"])]
@@ -82,7 +110,7 @@ def test_a_cluster_node_killed_and_brought_back_loses_and_doubles_nothing(
             survivor = next(node for node in nodes if node is not leader)
             new_leader = wait_until(
                 "a new leader of the router queue",
-                lambda: str(queue_status(survivor, queue)["leader"]) != leader.node,
+                lambda: leader_of(survivor, queue) not in (None, leader.node),
                 within=30,
                 bus=bus,
                 poll=0.5,
@@ -98,7 +126,7 @@ def test_a_cluster_node_killed_and_brought_back_loses_and_doubles_nothing(
             )
             settle(bus, load, history, engine, within=120, node=survivor.node)
             probe_s = probe(bus, corpus.probes, engine, history, leader.url)
-            after = queue_status(survivor, queue)
+            after = listed_status(survivor, queue, bus)
             timeline.notes.update(
                 {
                     "cluster_boot_s": boot_s,
