@@ -1286,6 +1286,7 @@ class Options:
     quick: bool
     py_spy: str | None
     py_spy_gil: bool
+    loads_of: float | None
 
 
 def parse(argv: Sequence[str]) -> Options:
@@ -1327,6 +1328,12 @@ def parse(argv: Sequence[str]) -> Options:
         action="store_true",
         help="profile only the thread holding the GIL (where Python's CPU time goes)",
     )
+    parser.add_argument(
+        "--loads-of",
+        type=float,
+        metavar="MSG_PER_S",
+        help="offered loads are fractions of this rate, not of the measured drain (A/B runs)",
+    )
     args = parser.parse_args(argv)
     quick = bool(args.quick)
 
@@ -1365,6 +1372,7 @@ def parse(argv: Sequence[str]) -> Options:
         out=args.out,
         quick=quick,
         py_spy=args.py_spy,
+        loads_of=args.loads_of,
         py_spy_gil=bool(args.py_spy_gil),
     )
 
@@ -1421,7 +1429,7 @@ def main_phases(ctx: Context, name: str, soak: bool) -> None:
         router = bench.procs.routers[0]
         rss: dict[str, float] = {"start_kib": first.rss_start_kib[0]}
         rss["after_drain_kib"] = rss_kib(router.pid) or 0
-        maximum = first.rate
+        maximum = opts.loads_of or first.rate
         sweep = [(f, f * maximum, max(20, round(f * maximum * opts.duration))) for f in opts.loads]
         envelopes = ctx.stock.take(sum(n for _, _, n in sweep), "offered loads")
         with InboxPoller(bench.url, opts.poll_ms / 1000) as poller:
