@@ -31,6 +31,7 @@ message.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -108,7 +109,11 @@ class RouterService:
         self.before_batch = before_batch
         self.reconnect_interval = reconnect_interval
         self.stats = RouterStats()
-        self._queue: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        # Deliveries not yet in a batch. _receive wakes the gatherer only when it has reason to
+        # (the first delivery, or a full batch): no wake-up, timer or task per message.
+        self._pending: collections.deque[AbstractIncomingMessage] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._wake_at = 1
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._held = 0
@@ -118,7 +123,7 @@ class RouterService:
 
     def holding(self) -> int:
         """Deliveries received and not yet settled (the batches in hand and those waiting)."""
-        return self._held + self._queue.qsize()
+        return self._held + len(self._pending)
 
     def broker_state(self) -> str:
         """``ok`` while connected with the consuming channel open; else what is missing."""
@@ -135,7 +140,9 @@ class RouterService:
 
     async def _receive(self, message: AbstractIncomingMessage) -> None:
         self.stats.last_delivery = time.monotonic()
-        await self._queue.put(message)
+        self._pending.append(message)
+        if len(self._pending) >= self._wake_at:
+            self._arrived.set()
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         connection = await aio_pika.connect_robust(
@@ -186,26 +193,31 @@ class RouterService:
         log.info("router reconnected to the broker (%d time(s))", self.stats.reconnects)
 
     async def _gather(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
+        """A batch: what arrived within ``batch_wait`` of its first message, up to
+        ``batch_max``; empty when nothing arrived for 0.2 s (so that ``stop`` is seen)."""
+        pending = self._pending
+        if not pending:
+            await self._wait_for(1, 0.2)
+            if not pending:
+                return []
+        # No point waiting for more once the prefetch window is used up: none can come until
+        # a batch in hand is acknowledged.
+        more = min(self.batch_max, self.prefetch - self._held)
+        if len(pending) < more and self.batch_wait > 0 and not stop.is_set():
+            await self._wait_for(more, self.batch_wait)
+        return [pending.popleft() for _ in range(min(len(pending), self.batch_max))]
+
+    async def _wait_for(self, count: int, seconds: float) -> None:
+        """Until ``count`` deliveries are pending, or ``seconds`` have passed."""
+        self._wake_at = count
+        self._arrived.clear()
         try:
-            first = await asyncio.wait_for(self._queue.get(), timeout=0.2)
+            async with asyncio.timeout(seconds):
+                await self._arrived.wait()
         except TimeoutError:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.batch_wait
-        while len(batch) < self.batch_max:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or stop.is_set():
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), timeout=remaining))
-            except TimeoutError:
-                break
-        return batch
+            pass
+        finally:
+            self._wake_at = 1
 
     async def _hold(self, work: Awaitable[None], count: int) -> None:
         self._held += count
@@ -389,9 +401,8 @@ class RouterService:
             self._note_settled(message)
 
     async def _return_unprocessed(self) -> None:
-        pending = []
-        while not self._queue.empty():
-            pending.append(self._queue.get_nowait())
+        pending = list(self._pending)
+        self._pending.clear()
         await self._settle(pending, requeue=True)
 
     async def _on_dead(self, message: AbstractIncomingMessage) -> None:
