@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import gc
 import json
 import logging
 import signal
@@ -205,6 +206,7 @@ def router(
     # GIL: handing it over every 1 ms rather than 5 ms keeps deliveries from queueing behind a
     # batch being verified (make bench: p99 at a quarter of the maximum 111 -> 53 ms).
     sys.setswitchinterval(ROUTER_SWITCH_INTERVAL_S)
+    quiet_garbage_collector()
     service = RouterService(
         settings.amqp_url,
         Topology(settings.exchange_prefix, settings.delivery_limit),
@@ -268,6 +270,24 @@ def router(
 
 DATABASE_CHECK_S = 3.0
 ROUTER_SWITCH_INTERVAL_S = 0.001
+# Allocations (net of frees) between two young collections; CPython's default is 700.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def quiet_garbage_collector() -> None:
+    """Keep the cycle collector off the router's hot path.
+
+    Everything built at start-up (modules, schemas, the verifier's caches) lives as long as the
+    process: frozen, the collector never walks it again. Routing a batch allocates tens of
+    thousands of short-lived objects, almost none in cycles: with the default threshold the
+    collector ran about once per 20 messages. make bench, one drain of 8,000 envelopes plus its
+    loads: 486 collections taking 0.22 s in all (gen2 pauses of 44-65 ms, each a stall of every
+    delivery in flight) before; 3 taking 0.045 s after.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def database_state(engine: sa.Engine) -> str:
