@@ -10,12 +10,13 @@ bytes becomes a replay rejection).
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -134,8 +135,14 @@ class RoutingStore(Protocol):
         """Sender and recipients of a stored message."""
         ...
 
-    def commit(self, decisions: Sequence[Decision]) -> list[Outcome]:
-        """Record every decision in one transaction; return what each became."""
+    def commit(
+        self, decisions: Sequence[Decision], before_commit: Callable[[], None] | None = None
+    ) -> list[Outcome]:
+        """Record every decision in one transaction; return what each became.
+
+        ``before_commit`` runs inside the transaction once its rows are written, just before
+        they are committed; if it raises, nothing is committed.
+        """
         ...
 
 
@@ -176,6 +183,10 @@ class _Attachments:
         return None if sender is None else self.store.uploaded_blob(ref.sha256, sender)
 
 
+# Attachment files written at once while a batch's rows are inserted.
+BLOB_WRITERS = 4
+
+
 class Router:
     def __init__(
         self,
@@ -186,6 +197,7 @@ class Router:
         *,
         max_inline_bytes: int,
         notices: NoticeSigner | None = None,
+        blob_writers: int = BLOB_WRITERS,
     ) -> None:
         self.verifier = verifier
         self.store = store
@@ -193,6 +205,10 @@ class Router:
         self.clock = clock
         self.max_inline_bytes = max_inline_bytes
         self.notices = notices
+        # Threads start on the first attachment; a write is mostly a wait on the disk (fsync).
+        self._writers = concurrent.futures.ThreadPoolExecutor(
+            blob_writers, thread_name_prefix="lienthong-blobs"
+        )
 
     @property
     def limits(self) -> Limits:
@@ -203,19 +219,31 @@ class Router:
         return self.record(self.decide(batch))
 
     def record(self, decisions: Sequence[Decision]) -> list[Outcome]:
-        """Write the accepted envelopes' inline attachments, then commit every decision.
+        """Commit every decision; the accepted envelopes' inline attachments are written to
+        the blob store meanwhile, and are on disk before the commit.
 
         ``decide`` and ``record`` may run for different batches at once (a router decides the
         next batch while the last one commits): what a decision assumed about the store is
         checked again inside the commit, as it is between routers.
         """
-        for decision in decisions:
-            if isinstance(decision, Accept):
-                # Written before the commit that references them: content-addressed, so a crash
-                # in between leaves at worst an unreferenced file, never a dangling reference.
-                for name, content in decision.inline.items():
-                    self.blobs.put(content, decision.inline_sha256.get(name))
-        return self.store.commit(decisions)
+        writes = [
+            self._writers.submit(self.blobs.put, content, decision.inline_sha256.get(name))
+            for decision in decisions
+            if isinstance(decision, Accept)
+            for name, content in decision.inline.items()
+        ]
+        if not writes:
+            return self.store.commit(decisions)
+
+        def written() -> None:
+            # Every file is on disk before the commit that references it: content-addressed,
+            # so a crash in between leaves at worst an unreferenced file, never a dangling
+            # reference. A write that failed fails the commit (and the batch is routed again).
+            for write in writes:
+                write.result()
+
+        # The files are written while the rows are: the disk's waits overlap the inserts.
+        return self.store.commit(decisions, before_commit=written)
 
     def decide(self, batch: Sequence[Incoming]) -> list[Decision]:
         now = self.clock.now()

@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,9 +174,14 @@ class SqlRoutingStore:
 
     # --- recording ------------------------------------------------------------------------
 
-    def commit(self, decisions: Sequence[Decision]) -> list[Outcome]:
+    def commit(
+        self, decisions: Sequence[Decision], before_commit: Callable[[], None] | None = None
+    ) -> list[Outcome]:
         with self.engine.begin() as conn:
-            return _Batch(conn, self.bus_code).record(decisions)
+            outcomes = _Batch(conn, self.bus_code).record(decisions)
+            if before_commit is not None:
+                before_commit()
+            return outcomes
 
 
 class _Batch:

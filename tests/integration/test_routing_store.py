@@ -193,6 +193,35 @@ def test_inline_attachments_are_kept_under_the_digest_measured(
     assert hashlib.sha256(sqlite_bus.blobs.path(sha256).read_bytes()).hexdigest() == sha256
 
 
+def test_an_attachment_that_cannot_be_written_commits_nothing(
+    sqlite_bus: bootstrap.Bus, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attachment files are written while the rows are inserted; a file that fails fails the
+    commit, so no stored message ever references a file that is not on disk."""
+    content = "Phụ lục kèm theo\n".encode() * 4000
+    sha256 = hashlib.sha256(content).hexdigest()
+    ref = {"name": "pl.txt", "media_type": "text/plain", "size": len(content), "sha256": sha256}
+    header = header_bytes(attachments=[ref])
+    body = Submission(header, pki.sign(header), {"pl.txt": content}).encode()
+    decisions = decide(sqlite_bus, body, envelope(pki))
+    store = sqlite_bus.blobs
+    real_put = store.put
+
+    def full_disk(content: bytes | memoryview, sha256: str | None = None) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "put", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        sqlite_bus.router.record(decisions)
+    for table in RECORD_TABLES:
+        assert count(sqlite_bus.engine, table) == 0, table.name
+    assert not store.path(sha256).exists()
+
+    monkeypatch.setattr(store, "put", real_put)
+    assert sqlite_bus.router.record(decisions) == [Outcome.STORED, Outcome.STORED]
+    assert store.path(sha256).read_bytes() == content
+
+
 def test_a_failure_mid_commit_leaves_nothing_written(
     bus: bootstrap.Bus, pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
