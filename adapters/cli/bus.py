@@ -277,7 +277,7 @@ GC_YOUNG_THRESHOLD = 10_000
 def quiet_garbage_collector() -> None:
     """Keep the cycle collector off the router's hot path.
 
-    Everything built at start-up (modules, schemas, the verifier's caches) lives as long as the
+    Everything built at start-up (modules, schemas, the wired core) lives as long as the
     process: frozen, the collector never walks it again. Routing a batch allocates tens of
     thousands of short-lived objects, almost none in cycles: with the default threshold the
     collector ran about once per 20 messages. make bench, one drain of 8,000 envelopes plus its
