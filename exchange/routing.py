@@ -232,8 +232,6 @@ class Router:
             if isinstance(decision, Accept)
             for name, content in decision.inline.items()
         ]
-        if not writes:
-            return self.store.commit(decisions)
 
         def written() -> None:
             # Every file is on disk before the commit that references it: content-addressed,
