@@ -129,3 +129,53 @@ def test_a_naive_time_is_refused_before_anything_is_written(engine: sa.Engine) -
         BulkInsert(messages)(conn, [row])
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(messages)).scalar() == 0
+
+
+def test_many_rows_go_in_in_their_order_across_statements(engine: sa.Engine) -> None:
+    # 600 rows: statements of 256, 256, 64, 16 and 8 rows; ids follow the order given.
+    subject = "3b9d3f6e-8c1a-4e7b-9f2d-5a6c7e8f9a0b"
+    rows = [
+        {
+            "subject": subject,
+            "seq": seq,
+            "at": AT,
+            "event": "delivered",
+            "sender": "000.00.00.G22",
+            "recipient": f"000.00.{seq % 100:02d}.H37",
+            "actor": None,
+            "reason": None,
+            "detail": f"row {seq}",
+            "prev_hash": f"{seq - 1:064x}",
+            "hash": f"{seq:064x}",
+        }
+        for seq in range(1, 601)
+    ]
+    with engine.begin() as conn:
+        BulkInsert(trace_events)(conn, rows)
+    with engine.connect() as conn:
+        got = conn.execute(
+            sa.select(trace_events.c.seq, trace_events.c.detail, trace_events.c.recipient)
+            .where(trace_events.c.subject == subject)
+            .order_by(trace_events.c.id)
+        ).all()
+    assert [tuple(r) for r in got] == [(r["seq"], r["detail"], r["recipient"]) for r in rows]
+
+
+def test_a_row_the_database_refuses_fails_the_whole_call(engine: sa.Engine) -> None:
+    # The 300th row repeats (subject, seq) of the first: the caller's transaction keeps none.
+    subject = "4b9d3f6e-8c1a-4e7b-9f2d-5a6c7e8f9a0b"
+    rows = [
+        {
+            "subject": subject,
+            "seq": seq,
+            "at": AT,
+            "event": "stored",
+            "prev_hash": "0" * 64,
+            "hash": "1" * 64,
+        }
+        for seq in [*range(1, 300), 1]
+    ]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        BulkInsert(trace_events)(conn, rows)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(trace_events)).scalar() == 0
