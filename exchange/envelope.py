@@ -10,12 +10,12 @@ the text has escapes that the count does not follow.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from pydantic import ValidationError
 
+from exchange import digests
 from exchange.errors import Rejected
 from exchange.policy import Limits
 from exchange.reasons import Reason
@@ -24,10 +24,8 @@ from schemas.header import Header
 
 def envelope_digest(header: bytes, signature: bytes) -> str:
     """Identity of an envelope's bytes: what replay detection compares."""
-    digest = hashlib.sha256(len(header).to_bytes(8, "big"))
-    digest.update(header)
-    digest.update(signature)
-    return digest.hexdigest()
+    length = len(header).to_bytes(8, "big")
+    return str(digests.digest("sha256", length, header, signature).hexdigest())
 
 
 def _no_constant(name: str) -> Any:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from exchange import submission
+from exchange import digests, submission
 from exchange.envelope import envelope_digest
 from exchange.policy import Limits
 from exchange.ports import Clock, Measured
@@ -176,7 +176,7 @@ class _Attachments:
     def measure(self, ref: AttachmentRef) -> Measured | None:
         content = self.inline.get(ref.name)
         if content is not None:
-            digest = self.sha256[ref.name] = hashlib.sha256(content).hexdigest()
+            digest = self.sha256[ref.name] = digests.digest("sha256", content).hexdigest()
             return Measured(len(content), digest)
         # Asked only once the header has verified, so its sender is the signing agency.
         _, sender = loose_identity(self.header)

@@ -26,12 +26,11 @@ closed: the first failing check, in this fixed order, names the one reason of a 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from exchange import cms, oids
+from exchange import cms, digests, oids
 from exchange.algorithms import HASHLIB_NAMES, SignatureScheme, scheme_of, signature_holds
 from exchange.attributes import algorithm_protection_matches, signing_certificate_matches
 from exchange.certificates import CertFacts, CertificateCache, CertKind
@@ -317,7 +316,7 @@ class Verifier:
         if cert.key_problem is not None:
             raise Rejected(cert.key_problem[0], f"signer key: {cert.key_problem[1]}")
         _check_bindings(info, cert)
-        actual = hashlib.new(HASHLIB_NAMES[scheme.digest], content).digest()
+        actual = digests.digest(HASHLIB_NAMES[scheme.digest], content).digest()
         if actual != expected_digest:
             raise Rejected(
                 Reason.DIGEST_MISMATCH,
