@@ -132,7 +132,8 @@ def test_a_naive_time_is_refused_before_anything_is_written(engine: sa.Engine) -
 
 
 def test_many_rows_go_in_in_their_order_across_statements(engine: sa.Engine) -> None:
-    # 600 rows: statements of 256, 256, 64, 16 and 8 rows; ids follow the order given.
+    # 600 rows: on SQLite statements of 256, 256, 64, 16 and 8 rows, on PostgreSQL one
+    # executemany; ids follow the order given.
     subject = "3b9d3f6e-8c1a-4e7b-9f2d-5a6c7e8f9a0b"
     rows = [
         {
