@@ -5,17 +5,18 @@ machinery; for the router's batches (hundreds of rows of a dozen columns) that c
 the driver's insert itself. ``BulkInsert`` compiles the INSERT once per dialect, looks up each
 column's bind processor once (the very conversions SQLAlchemy applies: ``UtcDateTime``, JSON,
 SQLite's datetime text), and hands the driver the converted rows: on SQLite as ``INSERT ...
-VALUES (..), (..), ...`` statements, on PostgreSQL in one executemany. Columns a row does not give are written as NULL (none of the tables it
-serves has a Python-side default). Times are converted once per distinct value in a call: a
-batch's rows mostly share the time it was received.
+VALUES (..), (..), ...`` statements, on PostgreSQL in one executemany. Columns a row does not
+give are written as NULL (none of the tables it serves has a Python-side default). Times are
+converted once per distinct value in a call: a batch's rows mostly share the time it was
+received.
 
-Why statements of many rows on SQLite rather than the driver's executemany: the sqlite3 module lets go
-of the GIL around every row it steps, and a thread that lets go of the GIL in a busy process
-waits up to a switch interval to get it back (the router's deciding thread and event loop want
-it meanwhile). Measured with one other thread running Python and a 1 ms switch interval,
-executemany of 10 rows took 1,155 µs, one 10-row INSERT 660-920 µs; alone 10.0 and 4.3 µs.
-Statements have 2**k rows (up to ``MAX_ROWS``), so each table has a handful of distinct SQL
-texts and every one stays in the driver's statement cache (preparing one anew costs another
+Why statements of many rows on SQLite rather than the driver's executemany: the sqlite3 module
+lets go of the GIL around every row it steps, and a thread that lets go of the GIL in a busy
+process waits up to a switch interval to get it back (the router's deciding thread and event
+loop want it meanwhile). Measured with one other thread running Python and a 1 ms switch
+interval, executemany of 10 rows took 1,155 µs, one 10-row INSERT 660-920 µs; alone 10.0 and
+4.3 µs. Statements have 2**k rows (up to ``MAX_ROWS``), so each table has a handful of distinct
+SQL texts and every one stays in the driver's statement cache (preparing one anew costs another
 wait for the GIL).
 
 On PostgreSQL the rows go through psycopg's executemany, which pipelines them: one round trip
