@@ -25,7 +25,8 @@ from schemas.header import Header
 def envelope_digest(header: bytes, signature: bytes) -> str:
     """Identity of an envelope's bytes: what replay detection compares."""
     length = len(header).to_bytes(8, "big")
-    return str(digests.digest("sha256", length, header, signature).hexdigest())
+    value: str = digests.digest("sha256", length, header, signature).hexdigest()
+    return value
 
 
 def _no_constant(name: str) -> Any:

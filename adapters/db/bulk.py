@@ -77,29 +77,20 @@ class BulkInsert:
             (name, _remembered(process) if process and name in compiled.times else process)
             for name, process in compiled.columns
         )
-        if not compiled.multi_row:
-            conn.exec_driver_sql(
-                compiled.sql(1),
-                [
-                    tuple(
-                        row.get(name) if process is None else process(row.get(name))
-                        for name, process in columns
-                    )
-                    for row in rows
-                ],
+        converted = [
+            tuple(
+                row.get(name) if process is None else process(row.get(name))
+                for name, process in columns
             )
-            return
-        values = [
-            row.get(name) if process is None else process(row.get(name))
             for row in rows
-            for name, process in columns
         ]
-        width = len(columns)
+        if not compiled.multi_row:
+            conn.exec_driver_sql(compiled.sql(1), converted)
+            return
         done = 0
         for count in _sizes(len(rows), compiled.most):
-            conn.exec_driver_sql(
-                compiled.sql(count), tuple(values[done * width : (done + count) * width])
-            )
+            chunk = converted[done : done + count]
+            conn.exec_driver_sql(compiled.sql(count), tuple(v for row in chunk for v in row))
             done += count
 
     def _compile(self, dialect: sa.Dialect) -> _Compiled:

@@ -131,24 +131,34 @@ def test_a_naive_time_is_refused_before_anything_is_written(engine: sa.Engine) -
         assert conn.execute(sa.select(sa.func.count()).select_from(messages)).scalar() == 0
 
 
+def trace_row(subject: str, seq: int, **fields: str) -> dict[str, Any]:
+    """A trace event row (columns not given are NULL, as BulkInsert writes them)."""
+    return {
+        "subject": subject,
+        "seq": seq,
+        "at": AT,
+        "event": "stored",
+        "prev_hash": "0" * 64,
+        "hash": "1" * 64,
+        **fields,
+    }
+
+
 def test_many_rows_go_in_in_their_order_across_statements(engine: sa.Engine) -> None:
     # 600 rows: on SQLite statements of 256, 256, 64, 16 and 8 rows, on PostgreSQL one
     # executemany; ids follow the order given.
     subject = "3b9d3f6e-8c1a-4e7b-9f2d-5a6c7e8f9a0b"
     rows = [
-        {
-            "subject": subject,
-            "seq": seq,
-            "at": AT,
-            "event": "delivered",
-            "sender": "000.00.00.G22",
-            "recipient": f"000.00.{seq % 100:02d}.H37",
-            "actor": None,
-            "reason": None,
-            "detail": f"row {seq}",
-            "prev_hash": f"{seq - 1:064x}",
-            "hash": f"{seq:064x}",
-        }
+        trace_row(
+            subject,
+            seq,
+            event="delivered",
+            sender="000.00.00.G22",
+            recipient=f"000.00.{seq % 100:02d}.H37",
+            detail=f"row {seq}",
+            prev_hash=f"{seq - 1:064x}",
+            hash=f"{seq:064x}",
+        )
         for seq in range(1, 601)
     ]
     with engine.begin() as conn:
@@ -165,17 +175,7 @@ def test_many_rows_go_in_in_their_order_across_statements(engine: sa.Engine) -> 
 def test_a_row_the_database_refuses_fails_the_whole_call(engine: sa.Engine) -> None:
     # The 300th row repeats (subject, seq) of the first: the caller's transaction keeps none.
     subject = "4b9d3f6e-8c1a-4e7b-9f2d-5a6c7e8f9a0b"
-    rows = [
-        {
-            "subject": subject,
-            "seq": seq,
-            "at": AT,
-            "event": "stored",
-            "prev_hash": "0" * 64,
-            "hash": "1" * 64,
-        }
-        for seq in [*range(1, 300), 1]
-    ]
+    rows = [trace_row(subject, seq) for seq in [*range(1, 300), 1]]
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
         BulkInsert(trace_events)(conn, rows)
     with engine.connect() as conn:
