@@ -287,7 +287,7 @@ class Router:
 
     def _verify(self, sub: submission.Submission, digest: str, now: dt.datetime) -> Decision:
         source = _Attachments(sub.attachments, self.store, sub.header)
-        verdict = self.verifier.verify(sub.header, sub.signature, source)
+        verdict = self.verifier.verify(sub.header, sub.signature, source, digest=digest)
         if isinstance(verdict, Accepted):
             verdict = self._check_routing(verdict, sub)
         if isinstance(verdict, Accepted):

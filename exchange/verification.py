@@ -158,14 +158,25 @@ class Verifier:
         header: bytes,
         signature: bytes,
         attachments: AttachmentSource | None = None,
+        *,
+        digest: str | None = None,
     ) -> Verdict:
+        """The verdict on one envelope.
+
+        ``digest``, when given, is ``envelope_digest(header, signature)`` as the caller already
+        computed it from these very bytes (the router does, to find copies): not hashed again.
+        """
         try:
-            return self._verify(header, signature, attachments)
+            return self._verify(header, signature, attachments, digest)
         except Rejected as rejected:
             return Rejection(rejected.reason, rejected.detail)
 
     def _verify(
-        self, header_bytes: bytes, signature: bytes, attachments: AttachmentSource | None
+        self,
+        header_bytes: bytes,
+        signature: bytes,
+        attachments: AttachmentSource | None,
+        digest: str | None,
     ) -> Accepted:
         limits = self.policy.limits
         now = self.clock.now()
@@ -256,7 +267,8 @@ class Verifier:
                     f"({now.isoformat()}) by more than {freshness.future_skew}",
                 )
         # 11. Replay.
-        digest = envelope_digest(header_bytes, signature)
+        if digest is None:
+            digest = envelope_digest(header_bytes, signature)
         if self.replay is not None:
             earlier = self.replay.envelope_digest(header.message_id)
             if earlier is not None and earlier != digest:

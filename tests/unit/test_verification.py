@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exchange.certificates import CertKind
+from exchange.envelope import envelope_digest
 from exchange.reasons import Reason
 from exchange.verification import Accepted, Rejection
 from schemas.header import Header
@@ -58,3 +59,20 @@ def test_attachments_are_checked_against_the_manifest(pki: Pki) -> None:
     wrong = verifier.verify(header, signature, InlineAttachments({"quyet-dinh.pdf": pdf[::-1]}))
     assert isinstance(wrong, Rejection)
     assert wrong.reason is Reason.ATTACHMENT_DIGEST_MISMATCH
+
+
+def test_a_digest_the_caller_computed_is_the_verdicts(pki: Pki) -> None:
+    # The router hashes each envelope once, to find copies, and hands the verifier that digest.
+    header = header_bytes()
+    signature = pki.sign(header)
+    verifier = pki.verifier()
+    hashed = verifier.verify(header, signature)
+    assert isinstance(hashed, Accepted)
+    assert hashed.envelope_digest == envelope_digest(header, signature)
+    given = verifier.verify(header, signature, digest=hashed.envelope_digest)
+    assert isinstance(given, Accepted)
+    assert (given.envelope_digest, given.header) == (hashed.envelope_digest, hashed.header)
+    # Taken as given, not hashed again: it is what the replay check and the verdict carry.
+    marked = verifier.verify(header, signature, digest="f" * 64)
+    assert isinstance(marked, Accepted)
+    assert marked.envelope_digest == "f" * 64
