@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from adapters.db import trace
 from adapters.db.bulk import BulkInsert
 from adapters.db.engine import reading
+from adapters.db.keys import chunks
 from adapters.db.tables import (
     agencies,
     blob_uploads,
@@ -51,11 +52,6 @@ from exchange.routing import (
 )
 from exchange.tracing import Event, TraceEvent, subject_for
 from exchange.verification import Accepted
-
-
-def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
 
 # What a batch needs to know of earlier ones, asked in one query (built once: building the
 # expression costs more than running it): which of some digests were stored, which were
@@ -90,14 +86,14 @@ def _look_up(
     rejected: Collection[str] = (),
     by_id: Collection[str] = (),
 ) -> _Seen:
-    """One query (one per 500 of each kind) for what earlier batches left."""
+    """One query (one per ``PER_QUERY`` keys of each kind) for what earlier batches left."""
     seen = _Seen()
     asked = {
-        kind: _chunks(sorted(set(keys)))
+        kind: chunks(sorted(set(keys)))
         for kind, keys in ((_STORED, stored), (_REJECTED, rejected), (_BY_ID, by_id))
     }
-    for i in range(max(len(chunks) for chunks in asked.values())):
-        params = {kind: chunks[i] if i < len(chunks) else [] for kind, chunks in asked.items()}
+    for i in range(max(len(pieces) for pieces in asked.values())):
+        params = {kind: pieces[i] if i < len(pieces) else [] for kind, pieces in asked.items()}
         for kind, key, digest in conn.execute(_SEEN, params):
             if kind == _STORED:
                 seen.stored.add(key)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from adapters.db.bulk import BulkInsert
+from adapters.db.keys import chunks
 from adapters.db.tables import trace_events
 from exchange.tracing import GENESIS, Event, StoredEvent, TraceEvent, chain_hash
 
@@ -22,7 +23,7 @@ def append(conn: sa.Connection, events: Sequence[TraceEvent]) -> None:
         return
     subjects = sorted({e.subject for e in events})
     heads: dict[str, tuple[int, str]] = {}
-    for chunk in _chunks(subjects, 500):
+    for chunk in chunks(subjects):
         for subject, seq, digest in conn.execute(_HEADS, {"subjects": chunk}):
             heads[subject] = (seq, digest)
     rows_out = []
@@ -61,10 +62,6 @@ _HEADS = sa.select(trace_events.c.subject, trace_events.c.seq, trace_events.c.ha
     _LATEST,
     sa.and_(trace_events.c.subject == _LATEST.c.subject, trace_events.c.seq == _LATEST.c.seq),
 )
-
-
-def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _stored(row: sa.Row[tuple[object, ...]]) -> StoredEvent:
