@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         256, ge=1, le=10_000, description="Messages routed in one transaction (at most prefetch)."
     )
     batch_wait_ms: int = Field(
-        5, ge=0, le=1000, description="How long a router waits to fill a batch."
+        15, ge=0, le=1000, description="How long a router waits to fill a batch."
     )
     publish_timeout_s: float = Field(
         10.0, gt=0, le=300, description="How long one publish waits for the broker's confirm."

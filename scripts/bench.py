@@ -112,6 +112,7 @@ from adapters.client import BusClient
 from adapters.db.tables import messages, rejections
 from adapters.files import load_certificates, load_private_key
 from adapters.pki.folder import DemoAgency, DevPki
+from adapters.settings import Settings
 from exchange.signing import SigningKey, sign_detached
 from exchange.submission import Submission
 from exchange.verification import Accepted
@@ -1325,7 +1326,12 @@ def parse(argv: Sequence[str]) -> Options:
     parser.add_argument("--attachment-bytes", type=int, default=MIB)
     parser.add_argument("--prefetch", type=int, default=256, help="LIENTHONG_PREFETCH, baseline")
     parser.add_argument("--batch-max", type=int, help="LIENTHONG_BATCH_MAX (default prefetch)")
-    parser.add_argument("--batch-wait-ms", type=int, default=5, help="LIENTHONG_BATCH_WAIT_MS")
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=int,
+        default=Settings.model_fields["batch_wait_ms"].default,
+        help="LIENTHONG_BATCH_WAIT_MS (default: the router's)",
+    )
     parser.add_argument("--poll-ms", type=float, default=2.0, help="inbox poll period")
     parser.add_argument(
         "--retries", type=int, help="runs again of a load other processes disturbed (2)"

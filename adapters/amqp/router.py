@@ -90,7 +90,7 @@ class RouterService:
         *,
         prefetch: int = 256,
         batch_max: int = 256,
-        batch_wait_ms: int = 5,
+        batch_wait_ms: int = 15,
         name: str = "lienthong-router",
         before_batch: Callable[[], None] | None = None,
         reconnect_interval: float = RECONNECT_INTERVAL,
