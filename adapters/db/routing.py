@@ -86,7 +86,7 @@ def _look_up(
     rejected: Collection[str] = (),
     by_id: Collection[str] = (),
 ) -> _Seen:
-    """One query (one per ``PER_QUERY`` keys of each kind) for what earlier batches left."""
+    """One query (one per ``keys.PER_QUERY`` of each kind) for what earlier batches left."""
     seen = _Seen()
     asked = {
         kind: chunks(sorted(set(keys)))
