@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from adapters.db import trace
 from adapters.db.bulk import BulkInsert
 from adapters.db.engine import reading
-from adapters.db.keys import chunks
+from adapters.db.keys import KeyQuery, chunks
 from adapters.db.tables import (
     agencies,
     blob_uploads,
@@ -53,22 +53,16 @@ from exchange.routing import (
 from exchange.tracing import Event, TraceEvent, subject_for
 from exchange.verification import Accepted
 
-# What a batch needs to know of earlier ones, asked in one query (built once: building the
-# expression costs more than running it): which of some digests were stored, which were
-# rejected, and what was stored under which message ids.
+# What a batch needs to know of earlier ones, asked in one query: which of some digests were
+# stored, which were rejected, and what was stored under which message ids.
 _STORED, _REJECTED, _BY_ID = "stored", "rejected", "by_id"
-_SEEN = sa.union_all(
-    sa.select(
-        sa.literal(_STORED).label("kind"),
-        messages.c.envelope_digest.label("key"),
-        messages.c.envelope_digest.label("digest"),
-    ).where(messages.c.envelope_digest.in_(sa.bindparam(_STORED, expanding=True))),
-    sa.select(
-        sa.literal(_REJECTED), rejections.c.envelope_digest, rejections.c.envelope_digest
-    ).where(rejections.c.envelope_digest.in_(sa.bindparam(_REJECTED, expanding=True))),
-    sa.select(sa.literal(_BY_ID), messages.c.message_id, messages.c.envelope_digest).where(
-        messages.c.message_id.in_(sa.bindparam(_BY_ID, expanding=True))
-    ),
+_SEEN = KeyQuery(
+    f"SELECT '{_STORED}', envelope_digest, envelope_digest FROM {messages.name} "  # noqa: S608
+    "WHERE envelope_digest {keys} "
+    f"UNION ALL SELECT '{_REJECTED}', envelope_digest, envelope_digest FROM {rejections.name} "
+    "WHERE envelope_digest {keys} "
+    f"UNION ALL SELECT '{_BY_ID}', message_id, envelope_digest FROM {messages.name} "
+    "WHERE message_id {keys}"
 )
 
 
@@ -88,13 +82,10 @@ def _look_up(
 ) -> _Seen:
     """One query (one per ``keys.PER_QUERY`` of each kind) for what earlier batches left."""
     seen = _Seen()
-    asked = {
-        kind: chunks(sorted(set(keys)))
-        for kind, keys in ((_STORED, stored), (_REJECTED, rejected), (_BY_ID, by_id))
-    }
-    for i in range(max(len(pieces) for pieces in asked.values())):
-        params = {kind: pieces[i] if i < len(pieces) else [] for kind, pieces in asked.items()}
-        for kind, key, digest in conn.execute(_SEEN, params):
+    asked = [chunks(sorted(set(keys))) for keys in (stored, rejected, by_id)]
+    for i in range(max(len(pieces) for pieces in asked)):
+        lists = [pieces[i] if i < len(pieces) else () for pieces in asked]
+        for kind, key, digest in _SEEN.rows(conn, *lists):
             if kind == _STORED:
                 seen.stored.add(key)
             elif kind == _REJECTED:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from adapters.db.bulk import BulkInsert
-from adapters.db.keys import chunks
+from adapters.db.keys import KeyQuery, chunks
 from adapters.db.tables import trace_events
 from exchange.tracing import GENESIS, Event, StoredEvent, TraceEvent, chain_hash
 
@@ -24,7 +24,7 @@ def append(conn: sa.Connection, events: Sequence[TraceEvent]) -> None:
     subjects = sorted({e.subject for e in events})
     heads: dict[str, tuple[int, str]] = {}
     for chunk in chunks(subjects):
-        for subject, seq, digest in conn.execute(_HEADS, {"subjects": chunk}):
+        for subject, seq, digest in _HEADS.rows(conn, chunk):
             heads[subject] = (seq, digest)
     rows_out = []
     for event in events:
@@ -51,16 +51,12 @@ def append(conn: sa.Connection, events: Sequence[TraceEvent]) -> None:
 
 
 _INSERT = BulkInsert(trace_events)
-_LATEST = (
-    sa.select(trace_events.c.subject, sa.func.max(trace_events.c.seq).label("seq"))
-    .where(trace_events.c.subject.in_(sa.bindparam("subjects", expanding=True)))
-    .group_by(trace_events.c.subject)
-    .subquery()
-)
-# Each subject's last event (built once: building the expression costs more than running it).
-_HEADS = sa.select(trace_events.c.subject, trace_events.c.seq, trace_events.c.hash).join(
-    _LATEST,
-    sa.and_(trace_events.c.subject == _LATEST.c.subject, trace_events.c.seq == _LATEST.c.seq),
+# Each subject's last event (the table's name from its metadata: no value is spliced in).
+_HEADS = KeyQuery(
+    f"SELECT t.subject, t.seq, t.hash FROM {trace_events.name} t JOIN "  # noqa: S608
+    f"(SELECT subject, max(seq) AS seq FROM {trace_events.name} "
+    "WHERE subject {keys} GROUP BY subject) last "
+    "ON t.subject = last.subject AND t.seq = last.seq"
 )
 
 

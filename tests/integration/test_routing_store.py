@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from adapters import bootstrap
-from adapters.db import migrate, trace
+from adapters.db import keys, migrate, trace
 from adapters.db import registry as reg
 from adapters.db import routing as db_routing
 from adapters.db.engine import create_engine
@@ -519,3 +519,32 @@ def test_deciding_a_batch_asks_the_database_per_batch_not_per_envelope(
     assert all(isinstance(d, Accept) for d in decisions)
     # One query for the batch (processed digests, accepted ids), not one per envelope.
     assert len([s for s in statements if "SELECT" in s]) == 1, statements
+
+
+def test_lists_longer_than_one_query_are_asked_in_pieces(bus: bootstrap.Bus, pki: Pki) -> None:
+    bodies = [envelope(pki) for _ in range(3)]
+    decisions = decide(bus, *bodies)
+    bus.store.commit(decisions)
+    stored = [d.digest for d in decisions if isinstance(d, Accept)]
+    ids = [str(d.accepted.header.message_id) for d in decisions if isinstance(d, Accept)]
+    assert len(stored) == 3
+    # Far more keys than one query takes. Keys are asked in sorted order, and these unknown ones
+    # sort before any real digest or id: the known keys are in the last piece.
+    unknown = [f"{i:08x}".rjust(64, "0") for i in range(2 * keys.PER_QUERY)]
+    digests = [stored[0], *unknown, stored[1], stored[2]]
+    message_ids = [ids[0], *(str(uuid.UUID(int=i)) for i in range(keys.PER_QUERY)), ids[2]]
+    with bus.engine.connect() as conn:
+        seen = db_routing._look_up(conn, stored=digests, rejected=digests, by_id=message_ids)
+    assert seen.stored == set(stored)
+    assert seen.rejected == set()
+    assert seen.by_id == {ids[0]: stored[0], ids[2]: stored[2]}
+    # The trace finds every subject's head across pieces too: each chain goes on from it.
+    now = dt.datetime.now(dt.UTC)
+    subjects = [*(f"digest:{u}" for u in unknown[: keys.PER_QUERY + 10]), *ids]
+    with bus.engine.begin() as conn:
+        trace.append(conn, [TraceEvent(s, Event.FETCHED, now, recipient=H37) for s in subjects])
+    with bus.engine.begin() as conn:
+        trace.append(conn, [TraceEvent(s, Event.ACKNOWLEDGED, now, actor=H37) for s in subjects])
+    assert events_of(bus.engine, ids[2])[-2:] == ["fetched", "acknowledged"]
+    assert events_of(bus.engine, subjects[0]) == ["fetched", "acknowledged"]
+    assert assert_chains_hold(bus.engine) == len(subjects)
