@@ -114,6 +114,9 @@ class RouterService:
         self._pending: collections.deque[AbstractIncomingMessage] = collections.deque()
         self._arrived = asyncio.Event()
         self._wake_at = 1
+        # time.monotonic() when the oldest pending delivery arrived (or earlier: what a full
+        # batch left pending has waited since before it)
+        self._first_at = 0.0
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._held = 0
@@ -139,7 +142,9 @@ class RouterService:
         return "ok"
 
     async def _receive(self, message: AbstractIncomingMessage) -> None:
-        self.stats.last_delivery = time.monotonic()
+        now = self.stats.last_delivery = time.monotonic()
+        if not self._pending:
+            self._first_at = now
         self._pending.append(message)
         if len(self._pending) >= self._wake_at:
             self._arrived.set()
@@ -194,7 +199,11 @@ class RouterService:
 
     async def _gather(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
         """A batch: what arrived within ``batch_wait`` of its first message, up to
-        ``batch_max``; empty when nothing arrived for 0.2 s (so that ``stop`` is seen)."""
+        ``batch_max``; empty when nothing arrived for 0.2 s (so that ``stop`` is seen).
+
+        The wait counts from the arrival of the oldest pending delivery, not from this call:
+        deliveries that came while the last batch was being decided have waited already.
+        """
         pending = self._pending
         if not pending:
             await self._wait_for(1, 0.2)
@@ -204,7 +213,9 @@ class RouterService:
         # a batch in hand is acknowledged.
         more = min(self.batch_max, self.prefetch - self._held)
         if len(pending) < more and self.batch_wait > 0 and not stop.is_set():
-            await self._wait_for(more, self.batch_wait)
+            left = self._first_at + self.batch_wait - time.monotonic()
+            if left > 0:
+                await self._wait_for(more, left)
         return [pending.popleft() for _ in range(min(len(pending), self.batch_max))]
 
     async def _wait_for(self, count: int, seconds: float) -> None:

@@ -322,6 +322,7 @@ async def run_router(
     bodies: Sequence[bytes],
     until: Callable[[RouterService], bool],
     stages: tuple[DecideFn, RecordFn] | None = None,
+    batch_wait_ms: int = 50,
 ) -> RouterService:
     """Publish ``bodies``, then run a RouterService until ``until()`` and stop it."""
 
@@ -342,7 +343,7 @@ async def run_router(
         stand_in.record_dead,
         prefetch=32,
         batch_max=32,
-        batch_wait_ms=50,
+        batch_wait_ms=batch_wait_ms,
         name=f"{topology.prefix}-router",
         stages=stages,
     )
@@ -654,3 +655,67 @@ def test_whole_batches_are_acknowledged_at_once_and_only_their_deliveries(
     assert service.stats.outcomes == {"stored": 199, "retry": 1, "dead_letter": 1}
     assert service.stats.acked_at_once >= 5  # most batches: 200 messages, at most 16 a batch
     assert depths == (0, 0)  # nothing left unsettled, nothing redelivered again
+
+
+class SlowFirstDecision(Stages):
+    """Stages whose first decision takes ``seconds``; the time each decision starts and ends."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.deciding = threading.Event()
+        self.decisions: list[tuple[float, float, int]] = []  # start, end, batch size
+
+    def decide(self, batch: Sequence[Incoming]) -> Sequence[Decision]:
+        start = time.monotonic()
+        if not self.decisions:
+            self.deciding.set()
+            time.sleep(self.seconds)
+        decided = super().decide(batch)
+        self.decisions.append((start, time.monotonic(), len(batch)))
+        return decided
+
+
+def test_deliveries_that_came_during_a_decision_do_not_wait_for_a_batch_again(
+    topology: Topology,
+) -> None:
+    # The batch wait counts from a batch's first delivery. Those that arrive while the last
+    # batch is being decided have waited already: once the decision is made they form the next
+    # batch at once, not another whole wait later.
+    wait_ms, decide_s = 600, 1.0
+    stages = SlowFirstDecision(decide_s)
+    stand_in = StandIn()
+    stand_in.route = stages.route  # type: ignore[method-assign]
+    later = [f"later-{i}".encode() for i in range(3)]
+
+    async def publish_later() -> None:
+        assert await asyncio.to_thread(stages.deciding.wait, 20)
+
+        async def publish(channel: AbstractChannel) -> None:
+            declared = await declare(channel, topology)
+            for body in later:
+                await declared.submit.publish(
+                    aio_pika.Message(body, message_id=body.decode()), routing_key=ROUTING_KEY
+                )
+
+        await with_channel(publish)
+
+    async def scenario() -> None:
+        publishing = asyncio.create_task(publish_later())
+        await run_router(
+            topology,
+            stand_in,
+            [b"first"],
+            lambda service: service.stats.outcomes.get("stored") == 1 + len(later),
+            stages=(stages.decide, stages.record),
+            batch_wait_ms=wait_ms,
+        )
+        await publishing
+
+    asyncio.run(scenario())
+
+    assert stages.recorded == Counter([b"first", *later])
+    (_, first_end, first_size), (second_start, _, second_size) = stages.decisions
+    assert (first_size, second_size) == (1, len(later))
+    # Well under the batch wait (which a wait counted from the gathering would add in full).
+    assert second_start - first_end < wait_ms / 1000 / 2
