@@ -84,6 +84,15 @@ def test_services_start_in_an_order_that_can_succeed(compose: dict[str, Any]) ->
     assert services["api"]["volumes"] == services["router"]["volumes"]
 
 
+def test_the_broker_runs_with_the_settings_the_bench_measures(compose: dict[str, Any]) -> None:
+    # make bench runs its RabbitMQ node with deploy/rabbitmq.conf (and the quick bench in the
+    # suite starts one: a setting RabbitMQ refuses fails there); the deployment mounts the same.
+    mounts = compose["services"]["rabbitmq"]["volumes"]
+    assert "./deploy/rabbitmq.conf:/etc/rabbitmq/conf.d/20-lienthong.conf:ro" in mounts
+    settings = (ROOT / "deploy" / "rabbitmq.conf").read_text("utf-8").splitlines()
+    assert "raft.wal_max_size_bytes = 67108864" in settings
+
+
 def test_the_image_runs_the_lienthong_command() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text("utf-8")
     assert 'ENTRYPOINT ["lienthong"]' in dockerfile
