@@ -36,9 +36,16 @@ The baselines run on the same broker in the same run: a bare aio-pika consume ->
 confirms -> ack loop over the same message bodies with the same prefetch (``bench_bus.py``'s,
 run before and after the bus phases; the ratio uses the faster run), and ``cryptography``'s bare
 RSA-2048 verification (plus ``Verifier.verify`` on one of the envelopes). The bare loop and this
-script's publishers run on uvloop, the event loop the router runs on. RabbitMQ and
-PostgreSQL are the machine's (``LIENTHONG_TEST_AMQP_URL``, ``LIENTHONG_TEST_POSTGRES_URL``);
-PostgreSQL databases and broker queues are created for the run and removed.
+script's publishers run on uvloop, the event loop the router runs on.
+
+The broker is, by default (``--broker own``), a RabbitMQ node the run starts for itself beside
+the machine's (as root: the node runs as the rabbitmq user), with the settings lienthong deploys
+its broker with (``deploy/rabbitmq.conf``: a quorum queue write-ahead log of 64 MiB, whose
+rollovers stall deliveries far less than the default's); the run goes on in a child process
+given its URL, and the node is removed at the end. ``--broker machine`` uses the machine's
+(``LIENTHONG_TEST_AMQP_URL``) as it is configured. PostgreSQL is the machine's
+(``LIENTHONG_TEST_POSTGRES_URL``); PostgreSQL databases and broker queues are created for the
+run and removed.
 
 Output: tables on stdout, a progress bar on stderr, ``OUT/bench.json`` (every figure, the load
 average along the way), ``OUT/bench.png`` (throughput and latency against offered load, the
@@ -116,6 +123,7 @@ from adapters.settings import Settings
 from exchange.signing import SigningKey, sign_detached
 from exchange.submission import Submission
 from exchange.verification import Accepted
+from tests.faults.rabbitnode import RabbitNode, free_base_port
 from tests.helpers import InlineAttachments, Pki
 from tests.services import AMQP_URL, BusProcesses, delete_topology, postgres_database
 
@@ -1297,6 +1305,7 @@ class Options:
     workers: int
     out: Path
     quick: bool
+    broker: str
     py_spy: str | None
     py_spy_gil: bool
     loads_of: float | None
@@ -1338,6 +1347,13 @@ def parse(argv: Sequence[str]) -> Options:
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="signers")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument(
+        "--broker",
+        choices=("own", "machine"),
+        default="own",
+        help="own: a RabbitMQ node of the run's own with deploy/rabbitmq.conf (default); "
+        "machine: the machine's (LIENTHONG_TEST_AMQP_URL) as it is configured",
+    )
     parser.add_argument(
         "--py-spy", metavar="PATH", help="py-spy binary: profile the router and the API (1st db)"
     )
@@ -1389,6 +1405,7 @@ def parse(argv: Sequence[str]) -> Options:
         workers=max(1, args.workers),
         out=args.out,
         quick=quick,
+        broker=args.broker,
         py_spy=args.py_spy,
         loads_of=args.loads_of,
         py_spy_gil=bool(args.py_spy_gil),
@@ -1785,6 +1802,7 @@ def report(
 ) -> None:
     baseline = max(baselines)
     print()
+    print(f"broker: {broker_description()}")
     print(f"{'throughput':<52} {'msgs':>7} {'seconds':>8} {'msg/s':>8} {'ratio':>7}")
     for index, value in enumerate(baselines):
         print(
@@ -1890,8 +1908,51 @@ def report(
         print(f"router outcomes, {name}: {json.dumps(outcomes)}")
 
 
+# The broker settings lienthong deploys with; a run on the bench's own node ("--broker own") has
+# them, and its child process is told so by this variable (which names the file).
+BROKER_SETTINGS = Path(__file__).resolve().parents[1] / "deploy" / "rabbitmq.conf"
+ON_OWN_BROKER = "LIENTHONG_BENCH_OWN_BROKER"
+
+
+def on_own_broker(argv: Sequence[str]) -> int:
+    """Run the bench in a child process against a RabbitMQ node started for it with the
+    deployment's settings, beside the machine's broker (which stays as it is); its exit code."""
+    if os.geteuid() != 0:
+        console.print(
+            "--broker own starts a RabbitMQ node, which runs as the rabbitmq user: run as root, "
+            "or give --broker machine"
+        )
+        return 2
+    root = Path(tempfile.mkdtemp(prefix="lt-bench-broker-"))
+    base = free_base_port(1)
+    node = RabbitNode(
+        f"lt{base}bench", root, base, base + 20000, settings=BROKER_SETTINGS.read_text("utf-8")
+    )
+    try:
+        node.start()
+        env = {**os.environ, "LIENTHONG_TEST_AMQP_URL": node.url, ON_OWN_BROKER: "1"}
+        return subprocess.run([sys.executable, __file__, *argv], env=env, check=False).returncode
+    finally:
+        node.stop()
+        node.kill()  # if it would not stop; nothing when it did
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def broker_description() -> str:
+    if os.environ.get(ON_OWN_BROKER):
+        settings = [
+            line
+            for line in BROKER_SETTINGS.read_text("utf-8").splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        return f"a node of the bench's own, deploy/rabbitmq.conf: {'; '.join(settings)}"
+    return f"the machine's ({AMQP_URL.rsplit('@', 1)[-1]}), as it is configured"
+
+
 def main(argv: Sequence[str]) -> None:
     opts = parse(argv)
+    if opts.broker == "own" and not os.environ.get(ON_OWN_BROKER):
+        sys.exit(on_own_broker(argv))
     sys.setswitchinterval(0.0005)  # the poller thread is not kept waiting for the GIL
     opts.out.mkdir(parents=True, exist_ok=True)
     env = {
@@ -1977,6 +2038,7 @@ def main(argv: Sequence[str]) -> None:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "rabbitmq": uvloop.run(broker_version()),
+            "broker": broker_description(),
             "postgresql": postgres_version,
             "git": subprocess.run(
                 ["git", "rev-parse", "--short", "HEAD"],

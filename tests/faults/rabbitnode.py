@@ -38,6 +38,7 @@ class RabbitNode:
     port: int
     dist_port: int
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    settings: str = ""  # more rabbitmq.conf lines (e.g. deploy/rabbitmq.conf)
 
     @property
     def node(self) -> str:
@@ -72,7 +73,7 @@ class RabbitNode:
             (folder / sub).mkdir(parents=True, exist_ok=True)
         (folder / "enabled_plugins").write_text("[].\n")
         (folder / "rabbitmq.conf").write_text(
-            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
+            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n" + self.settings
         )
         shutil.chown(self.root, "rabbitmq", "rabbitmq")
         _rabbitmq_owns(folder)  # its own folder only: the other nodes' are theirs
