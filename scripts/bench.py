@@ -1908,8 +1908,8 @@ def report(
         print(f"router outcomes, {name}: {json.dumps(outcomes)}")
 
 
-# The broker settings lienthong deploys with; a run on the bench's own node ("--broker own") has
-# them, and its child process is told so by this variable (which names the file).
+# The broker settings lienthong deploys with. A run on the bench's own node ("--broker own") has
+# them; the child process that does the run is told so by this variable.
 BROKER_SETTINGS = Path(__file__).resolve().parents[1] / "deploy" / "rabbitmq.conf"
 ON_OWN_BROKER = "LIENTHONG_BENCH_OWN_BROKER"
 

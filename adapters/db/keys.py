@@ -37,8 +37,8 @@ class KeyQuery:
     """A query whose ``{keys}`` marks, each after a column, match that column against a list.
 
     ``template`` is plain SQL with ``{keys}`` where a list goes; the lists are given in the
-    same order when the query runs. Table and column names in it come from the tables'
-    metadata: no value is ever spliced into the text.
+    same order when the query runs. Only the dialect's list match is put into the text; the
+    keys always travel as parameters.
     """
 
     def __init__(self, template: str) -> None:

@@ -54,7 +54,8 @@ from exchange.tracing import Event, TraceEvent, subject_for
 from exchange.verification import Accepted
 
 # What a batch needs to know of earlier ones, asked in one query: which of some digests were
-# stored, which were rejected, and what was stored under which message ids.
+# stored, which were rejected, and what was stored under which message ids. (The text holds
+# table names from the metadata and this module's constants; keys are parameters.)
 _STORED, _REJECTED, _BY_ID = "stored", "rejected", "by_id"
 _SEEN = KeyQuery(
     f"SELECT '{_STORED}', envelope_digest, envelope_digest FROM {messages.name} "  # noqa: S608
