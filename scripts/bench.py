@@ -1929,7 +1929,14 @@ def on_own_broker(argv: Sequence[str]) -> int:
         f"lt{base}bench", root, base, base + 20000, settings=BROKER_SETTINGS.read_text("utf-8")
     )
     try:
-        node.start()
+        try:
+            node.start()
+        except AssertionError as exc:  # the node helper's "did not start", with its console
+            console.print(
+                f"could not start a RabbitMQ node for the bench ({exc}); or give --broker machine",
+                markup=False,
+            )
+            return 2
         env = {**os.environ, "LIENTHONG_TEST_AMQP_URL": node.url, ON_OWN_BROKER: "1"}
         return subprocess.run([sys.executable, __file__, *argv], env=env, check=False).returncode
     finally:
