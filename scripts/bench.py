@@ -70,6 +70,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -1945,6 +1946,7 @@ def on_own_broker(argv: Sequence[str]) -> int:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@functools.cache  # the report and bench.json both name it
 def broker_description() -> str:
     if os.environ.get(ON_OWN_BROKER):
         settings = [

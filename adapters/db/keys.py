@@ -46,9 +46,7 @@ class KeyQuery:
         self._texts: dict[str, str] = {}
 
     def rows(self, conn: sa.Connection, *lists: Sequence[str]) -> Iterator[Sequence[Any]]:
-        """The query's rows for these lists of keys (no query when every list is empty)."""
-        if not any(lists):
-            return iter(())
+        """The query's rows for these lists of keys."""
         dialect = conn.dialect.name
         match, convert = _MATCH[dialect]
         text = self._texts.get(dialect)
