@@ -1,7 +1,10 @@
 """Content-addressed files: attachments kept under their SHA-256 in the data folder.
 
 A blob is written to a temporary file beside its final place, flushed to disk, then renamed;
-readers never see a partial blob, and writing the same content twice is harmless.
+readers never see a partial blob, and writing the same content twice is harmless. The rename is
+made durable too (the directory is flushed after it): the router commits rows that reference a
+blob once ``put`` returns, and a rename still in the page cache could be lost in a crash while
+that commit stands.
 """
 
 from __future__ import annotations
@@ -69,8 +72,20 @@ class FileBlobStore:
         handle.flush()
         os.fsync(handle.fileno())
         target = self.path(digest)
-        target.parent.mkdir(exist_ok=True)
+        if not target.parent.is_dir():
+            target.parent.mkdir(exist_ok=True)
+            _sync_directory(self.root)  # the new folder's own entry
         os.replace(name, target)
+        _sync_directory(target.parent)
+
+
+def _sync_directory(path: Path) -> None:
+    """Flush a directory's entries (a rename, a new file) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class _Temporary:
