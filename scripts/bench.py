@@ -19,6 +19,10 @@ its own database and exchange prefix). For each database:
   ``--duration`` seconds. A thread polls the inbox table by id every ``--poll-ms``; an envelope's
   latency is the moment the poller first sees its inbox row minus the moment its publish was
   issued. ``p99_ms`` is the p99 at half the maximum;
+  The broker alone is measured at each of these loads too (first database): the same
+  envelopes, rate and publisher into a queue declared as the router's, taken by a bare aio-pika
+  consumer in a process of its own that acks each delivery (``bare broker`` rows, and
+  ``bare_broker_p99_ms``): the part of the latency no router can take away;
 * HTTP: ``--http-messages`` envelopes submitted through ``POST /v1/messages`` by concurrent
   ``BusClient`` submitters, each signing its requests as its agency (closed loop: throughput),
   then open-loop at half that throughput (latency);
@@ -115,7 +119,7 @@ from rich.progress import (
 )
 
 from adapters.amqp.publisher import Publisher
-from adapters.amqp.topology import Topology
+from adapters.amqp.topology import Topology, declare
 from adapters.client import BusClient
 from adapters.db.tables import messages, rejections
 from adapters.files import load_certificates, load_private_key
@@ -714,15 +718,15 @@ def summarise(
     issued: dict[str, float],
     lags: list[float],
     errors: int,
-    poller: InboxPoller,
+    seen: dict[str, float],
     with_attachment: set[str],
     missing: list[str],
 ) -> Level:
-    latencies = {i: poller.seen[i] - t for i, t in issued.items() if i in poller.seen}
+    latencies = {i: seen[i] - t for i, t in issued.items() if i in seen}
     stats = latency_ms(latencies.values())
     big = latency_ms(v for i, v in latencies.items() if i in with_attachment)
     first, last_issue = min(issued.values()), max(issued.values())
-    last_seen = max((poller.seen[i] for i in latencies), default=first)
+    last_seen = max((seen[i] for i in latencies), default=first)
     return Level(
         transport,
         database,
@@ -1146,9 +1150,113 @@ def amqp_level(
         )
         missing = poller.wait_for(issued, timeout=120)
     level = summarise(
-        "amqp", bench.name, fraction, rate, issued, lags, errors, poller, with_attachment, missing
+        "amqp",
+        bench.name,
+        fraction,
+        rate,
+        issued,
+        lags,
+        errors,
+        poller.seen,
+        with_attachment,
+        missing,
     )
     level.cpu = CpuMeter.cores(cpu_start, bench.cpu())
+    return level
+
+
+def _bare_consumer(url: str, queue_name: str, count: int, prefetch: int, pipe: Any) -> None:
+    """The broker alone, in a process of its own as the router is: consume, ack each delivery,
+    note when it came (``time.perf_counter``, the same clock in every process of the machine)."""
+
+    async def consume() -> dict[str, float]:
+        connection = await aio_pika.connect(url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=prefetch)
+            source = await channel.get_queue(queue_name, ensure=False)
+            seen: dict[str, float] = {}
+            done = asyncio.Event()
+
+            async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                seen[message.message_id or ""] = time.perf_counter()
+                await message.ack()
+                if len(seen) >= count:
+                    done.set()
+
+            await source.consume(on_message)
+            pipe.send("ready")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), BARE_WAIT_S)
+            return seen
+
+    pipe.send(uvloop.run(consume()))
+
+
+BARE_WAIT_S = 120.0
+
+
+def bare_level(
+    bench: Bench,
+    envelopes: Sequence[Envelope],
+    fraction: float,
+    rate: float,
+    attachments: Attachments,
+    prefetch: int,
+    progress: Reporter,
+) -> Level:
+    """Latency of the broker alone at an offered load: the same envelopes, rate and publisher
+    as the bus's level, into a queue declared as the router's, taken by a bare consumer."""
+    topology = Topology(f"lt-bench-bare-{uuid.uuid4().hex[:10]}")
+
+    async def declare_queues() -> None:
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            await declare(await connection.channel(), topology)
+
+    uvloop.run(declare_queues())
+    context = multiprocessing.get_context("spawn")
+    mine, theirs = context.Pipe()
+    consumer = context.Process(
+        target=_bare_consumer,
+        args=(AMQP_URL, topology.router_queue, len(envelopes), prefetch, theirs),
+        name="bench-bare-consumer",
+    )
+    task = progress.task(f"bare broker at {fraction:.0%} ({rate:.0f}/s)", len(envelopes))
+    issued: dict[str, float] = {}
+    with_attachment: set[str] = set()
+    consumer.start()
+    try:
+        if not mine.poll(60) or mine.recv() != "ready":
+            raise SystemExit("the bare consumer did not start")
+        # The consumer stands where the router does in the CPU table.
+        assert consumer.pid is not None  # started
+        family = [consumer.pid]
+        cpu_start = bench.meter.snapshot(family, None)
+        lags, errors = uvloop.run(
+            amqp_open_loop(
+                topology,
+                envelopes,
+                len(envelopes),
+                rate,
+                attachments,
+                lambda n: progress.advance(task, n),
+                issued,
+                with_attachment,
+            )
+        )
+        seen: dict[str, float] = mine.recv() if mine.poll(BARE_WAIT_S + 30) else {}
+        cpu = CpuMeter.cores(cpu_start, bench.meter.snapshot(family, None))
+    finally:
+        consumer.join(10)
+        if consumer.is_alive():
+            consumer.kill()
+        delete_topology(topology.prefix)
+    missing = [i for i in issued if i not in seen]
+    level = summarise(
+        "bare", "broker", fraction, rate, issued, lags, errors, seen, with_attachment, missing
+    )
+    level.cpu = cpu
     return level
 
 
@@ -1448,8 +1556,9 @@ class Context:
     profile: Profiler | None
 
 
-def main_phases(ctx: Context, name: str, soak: bool) -> None:
-    """One database: the drain (maximum), latency at offered loads, HTTP, RSS, the soak."""
+def main_phases(ctx: Context, name: str, soak: bool, bare: bool = False) -> None:
+    """One database: the drain (maximum), latency at offered loads (and, with ``bare``, the
+    broker's alone at each of them), HTTP, RSS, the soak."""
     opts, progress, results = ctx.opts, ctx.progress, ctx.results
     ctx.stock.reset()
     progress.mark(f"{name}: start")
@@ -1502,6 +1611,22 @@ def main_phases(ctx: Context, name: str, soak: bool) -> None:
                 level.attempts = len(tries)
                 results.levels.append(level)
                 progress.mark(f"{name}: amqp {fraction:.0%}")
+                if bare:
+                    alone = bare_level(
+                        bench,
+                        envelopes[at - count : at],
+                        fraction,
+                        rate,
+                        ctx.attachments,
+                        opts.prefetch,
+                        progress,
+                    )
+                    results.levels.append(alone)
+                    progress.log(
+                        f"bare broker at {fraction:.0%}: p50 {alone.p50_ms:.1f} ms, p99 "
+                        f"{alone.p99_ms:.1f} ms"
+                    )
+                    progress.mark(f"bare broker {fraction:.0%}")
             rss["after_sweep_kib"] = rss_kib(router.pid) or 0
             if opts.http_messages > 0:
                 bench.procs.start_api()
@@ -1573,7 +1698,7 @@ def http_phases(ctx: Context, bench: Bench, poller: InboxPoller) -> dict[str, An
         open_run.issued,
         open_run.lags,
         len(open_run.errors),
-        poller,
+        poller.seen,
         open_run.with_attachment,
         missing_open,
     )
@@ -1642,7 +1767,16 @@ def run_soak(ctx: Context, bench: Bench, poller: InboxPoller, maximum: float) ->
         spool.path.unlink()
     progress.mark("soak: end")
     level = summarise(
-        "amqp-soak", bench.name, 0.5, rate, issued, lags, errors, poller, with_attachment, missing
+        "amqp-soak",
+        bench.name,
+        0.5,
+        rate,
+        issued,
+        lags,
+        errors,
+        poller.seen,
+        with_attachment,
+        missing,
     )
     level.cpu = CpuMeter.cores(cpu_start, bench.cpu())
     windows = []
@@ -1724,6 +1858,15 @@ def plot(path: Path, results: Results, baseline: float, maximum: dict[str, float
                 color=colour,
                 label=f"{name} {key[:3]}",
             )
+    bare = [lv for lv in results.levels if lv.transport == "bare"]
+    if bare:
+        latency.plot(
+            [lv.offered_msgs_per_s for lv in bare],
+            [lv.p99_ms for lv in bare],
+            "^--",
+            color="black",
+            label="broker alone p99",
+        )
     throughput.axhline(baseline, color="black", linestyle="--", label="bare aio-pika loop")
     throughput.set(
         xlabel="offered load (msg/s, AMQP, open loop)",
@@ -2008,7 +2151,7 @@ def main(argv: Sequence[str]) -> None:
                 opts, root, dev, env, stock, factory, attachments, results, progress, profile
             )
             for index, name in enumerate(opts.databases):
-                main_phases(ctx, name, soak=index == 0 and opts.soak > 0)
+                main_phases(ctx, name, soak=index == 0 and opts.soak > 0, bare=index == 0)
                 for routers in opts.routers:
                     if routers != opts.main_routers:
                         scaling_phase(ctx, name, routers)
@@ -2098,6 +2241,10 @@ def main(argv: Sequence[str]) -> None:
         "p99_ms_by_database": {
             db: round(lv.p99_ms, 1) for (t, db), lv in half.items() if t == "amqp"
         },
+        # The broker alone at the same load, publisher and envelopes (its share of p99_ms).
+        "bare_broker_p99_ms": round(half[("bare", "broker")].p99_ms, 1)
+        if ("bare", "broker") in half
+        else None,
         "scaling_msgs_per_s": {
             f"{d.database}-{d.routers}": round(d.rate, 1) for d in results.drains
         },

@@ -2,7 +2,7 @@
 
 Nothing here is timed or compared with a target: the benchmark's figures depend on the machine.
 The test only checks that a small run goes through every phase (signing, the bare loop, the
-drain, an offered load with the inbox poller, HTTP submissions, the verify baselines) against
+drain, an offered load with the inbox poller, the broker alone at that load, HTTP submissions, the verify baselines) against
 the real RabbitMQ and SQLite, and reports what ``make bench`` promises: the last line of stdout
 is one JSON object with the headline keys, and the figures and the plot are written.
 """
@@ -48,6 +48,10 @@ def test_a_quick_benchmark_ends_with_its_figures_as_one_json_line(tmp_path: Path
     assert figures["summary"] == summary
     assert [d["routers"] for d in figures["drains"]] == [1]
     transports = {level["transport"] for level in figures["levels"]}
-    assert transports == {"amqp", "http"}
+    assert transports == {"amqp", "http", "bare"}
+    # The broker alone at the same loads: as many levels as the bus had over AMQP.
+    bare = [lv for lv in figures["levels"] if lv["transport"] == "bare"]
+    assert len(bare) == sum(lv["transport"] == "amqp" for lv in figures["levels"])
+    assert summary["bare_broker_p99_ms"] > 0
     assert all(level["missing"] == 0 and level["errors"] == 0 for level in figures["levels"])
     assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
