@@ -2,9 +2,10 @@
 
 Nothing here is timed or compared with a target: the benchmark's figures depend on the machine.
 The test only checks that a small run goes through every phase (signing, the bare loop, the
-drain, an offered load with the inbox poller, the broker alone at that load, HTTP submissions, the verify baselines) against
-the real RabbitMQ and SQLite, and reports what ``make bench`` promises: the last line of stdout
-is one JSON object with the headline keys, and the figures and the plot are written.
+drain, an offered load with the inbox poller, the broker alone at that load, HTTP submissions,
+the verify baselines) against the real RabbitMQ and SQLite, and reports what ``make bench``
+promises: the last line of stdout is one JSON object with the headline keys, and the figures and
+the plot are written.
 """
 
 from __future__ import annotations
