@@ -18,11 +18,11 @@ its own database and exchange prefix). For each database:
   constant rate, whatever the confirms do) at each ``--loads`` fraction of that maximum for
   ``--duration`` seconds. A thread polls the inbox table by id every ``--poll-ms``; an envelope's
   latency is the moment the poller first sees its inbox row minus the moment its publish was
-  issued. ``p99_ms`` is the p99 at half the maximum;
-  The broker alone is measured at each of these loads too (first database): the same
-  envelopes, rate and publisher into a queue declared as the router's, taken by a bare aio-pika
-  consumer in a process of its own that acks each delivery (``bare broker`` rows, and
-  ``bare_broker_p99_ms``): the part of the latency no router can take away;
+  issued. ``p99_ms`` is the p99 at half the maximum. The broker alone is measured at each of
+  these loads too (first database): the same envelopes, rate and publisher into a queue declared
+  as the router's, taken by a bare aio-pika consumer in a process of its own that acks each
+  delivery (``bare broker`` rows, and ``bare_broker_p99_ms``): the part of the latency no router
+  can take away;
 * HTTP: ``--http-messages`` envelopes submitted through ``POST /v1/messages`` by concurrent
   ``BusClient`` submitters, each signing its requests as its agency (closed loop: throughput),
   then open-loop at half that throughput (latency);
@@ -97,6 +97,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -1165,7 +1166,7 @@ def amqp_level(
     return level
 
 
-def _bare_consumer(url: str, queue_name: str, count: int, prefetch: int, pipe: Any) -> None:
+def _bare_consumer(url: str, queue_name: str, count: int, prefetch: int, pipe: Connection) -> None:
     """The broker alone, in a process of its own as the router is: consume, ack each delivery,
     note when it came (``time.perf_counter``, the same clock in every process of the machine)."""
 
