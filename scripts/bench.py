@@ -1166,16 +1166,17 @@ def amqp_level(
     return level
 
 
-def _bare_consumer(url: str, queue_name: str, count: int, prefetch: int, pipe: Connection) -> None:
-    """The broker alone, in a process of its own as the router is: consume, ack each delivery,
-    note when it came (``time.perf_counter``, the same clock in every process of the machine)."""
+def _bare_consumer(url: str, prefix: str, count: int, prefetch: int, pipe: Connection) -> None:
+    """The broker alone, in a process of its own as the router is: declare the bus's queues as
+    a router does, consume, ack each delivery, note when it came (``time.perf_counter``, the
+    same clock in every process of the machine)."""
 
     async def consume() -> dict[str, float]:
         connection = await aio_pika.connect(url)
         async with connection:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=prefetch)
-            source = await channel.get_queue(queue_name, ensure=False)
+            source = (await declare(channel, Topology(prefix))).router
             seen: dict[str, float] = {}
             done = asyncio.Event()
 
@@ -1209,18 +1210,11 @@ def bare_level(
     """Latency of the broker alone at an offered load: the same envelopes, rate and publisher
     as the bus's level, into a queue declared as the router's, taken by a bare consumer."""
     topology = Topology(f"lt-bench-bare-{uuid.uuid4().hex[:10]}")
-
-    async def declare_queues() -> None:
-        connection = await aio_pika.connect(AMQP_URL)
-        async with connection:
-            await declare(await connection.channel(), topology)
-
-    uvloop.run(declare_queues())
     context = multiprocessing.get_context("spawn")
     mine, theirs = context.Pipe()
     consumer = context.Process(
         target=_bare_consumer,
-        args=(AMQP_URL, topology.router_queue, len(envelopes), prefetch, theirs),
+        args=(AMQP_URL, topology.prefix, len(envelopes), prefetch, theirs),
         name="bench-bare-consumer",
     )
     task = progress.task(f"bare broker at {fraction:.0%} ({rate:.0f}/s)", len(envelopes))
