@@ -50,13 +50,28 @@ class TraceEvent:
         ``json.dumps(..., ensure_ascii=False, sort_keys=True, separators=(",", ":"))`` gives
         for the same members, as a test holds it to.
         """
-        at = self.at.astimezone(dt.UTC).isoformat(timespec="microseconds")
+        at = _instant(self.at)
         return (
             f'{{"actor":{_json(self.actor)},"at":{_json(at)},"detail":{_json(self.detail)},'
             f'"event":{_json(self.event.value)},"reason":{_json(self.reason)},'
             f'"recipient":{_json(self.recipient)},"sender":{_json(self.sender)},'
             f'"seq":{int(seq)},"subject":{_json(self.subject)}}}'
         ).encode()
+
+
+# The last time written out, and its text: a batch's events share one time, one object.
+_last_instant: tuple[dt.datetime, str] = (dt.datetime.min.replace(tzinfo=dt.UTC), "")
+
+
+def _instant(at: dt.datetime) -> str:
+    """``at`` in UTC with microseconds, e.g. ``2026-11-28T08:00:00.000000+00:00``."""
+    global _last_instant  # one pair, swapped whole: safe across threads
+    last = _last_instant
+    if at is last[0]:  # held by the pair, so no other object can have its identity
+        return last[1]
+    text = at.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    _last_instant = (at, text)
+    return text
 
 
 def _json(text: str | None) -> str:

@@ -77,3 +77,15 @@ def test_a_chain_hashed_by_an_earlier_version_still_verifies() -> None:
     ]
     assert chain_hash(GENESIS, events[0], 1) == EARLIER[0]
     assert verify_chain(stored) is None
+
+
+def test_events_that_share_a_time_object_and_those_that_do_not_each_get_their_own_time() -> None:
+    # A batch's events share one datetime object, whose text is reused; any other time object,
+    # even an equal instant in another zone, is written out from its own value.
+    hanoi = dt.timezone(dt.timedelta(hours=7))
+    first = dt.datetime(2026, 11, 28, 15, 0, 0, 1, tzinfo=hanoi)
+    same_instant = first.astimezone(dt.UTC)
+    later = dt.datetime(2026, 11, 28, 8, 0, 1, tzinfo=dt.UTC)
+    for at in (first, first, same_instant, later, first, later, later):
+        event = TraceEvent("0b9d3f6e-8c1a-4e7b-9f2d-5a6c7e8f9a0b", Event.STORED, at)
+        assert event.canonical(7) == reference(event, 7)
