@@ -2053,6 +2053,10 @@ BROKER_SETTINGS = Path(__file__).resolve().parents[1] / "deploy" / "rabbitmq.con
 ON_OWN_BROKER = "LIENTHONG_BENCH_OWN_BROKER"
 
 
+# Seconds a stopped bench gets to stop its routers and remove its folders.
+STOP_GRACE_S = 60
+
+
 def on_own_broker(argv: Sequence[str]) -> int:
     """Run the bench in a child process against a RabbitMQ node started for it with the
     deployment's settings, beside the machine's broker (which stays as it is); its exit code."""
@@ -2077,7 +2081,19 @@ def on_own_broker(argv: Sequence[str]) -> int:
             )
             return 2
         env = {**os.environ, "LIENTHONG_TEST_AMQP_URL": node.url, ON_OWN_BROKER: "1"}
-        return subprocess.run([sys.executable, __file__, *argv], env=env, check=False).returncode
+        bench = subprocess.Popen([sys.executable, __file__, *argv], env=env)
+        try:
+            return bench.wait()
+        except BaseException:
+            # Stopped (SIGTERM, Ctrl-C): the bench stops its routers and removes its folders,
+            # then the node goes (it runs in a session of its own: no signal reaches it).
+            bench.terminate()
+            try:
+                bench.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                bench.kill()
+                bench.wait()
+            raise
     finally:
         node.stop()
         node.kill()  # if it would not stop; nothing when it did
@@ -2096,7 +2112,14 @@ def broker_description() -> str:
     return f"the machine's ({AMQP_URL.rsplit('@', 1)[-1]}), as it is configured"
 
 
+def _stopped(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str]) -> None:
+    # SIGTERM unwinds like Ctrl-C does: routers stopped, folders removed, the bench's broker node
+    # stopped. Without this, a stopped bench left its RabbitMQ node and routers running.
+    signal.signal(signal.SIGTERM, _stopped)
     opts = parse(argv)
     if opts.broker == "own" and not os.environ.get(ON_OWN_BROKER):
         sys.exit(on_own_broker(argv))

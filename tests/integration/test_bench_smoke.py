@@ -11,8 +11,11 @@ the plot are written.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,46 @@ def test_a_quick_benchmark_ends_with_its_figures_as_one_json_line(tmp_path: Path
     assert summary["bare_broker_p99_ms"] > 0
     assert all(level["missing"] == 0 and level["errors"] == 0 for level in figures["levels"])
     assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
+
+
+def _pids(name: str) -> set[int]:
+    """Processes whose command line (arguments joined by spaces) holds ``name``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if name.encode() in (entry / "cmdline").read_bytes().replace(b"\0", b" "):
+                    found.add(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.slow
+def test_a_benchmark_stopped_with_sigterm_leaves_no_broker_router_or_folder() -> None:
+    temp = Path(tempfile.gettempdir())
+    nodes, routers = _pids("beam.smp"), _pids("lienthong router")
+    folders = set(temp.glob("lt-bench-*"))
+    bench = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--quick", "--messages", "400", "--duration", "5"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=SCRIPT.parents[1],
+    )
+    try:
+        deadline = time.monotonic() + 90
+        # Running: a router of the bench's (and, as root, the bench's own broker node).
+        while not _pids("lienthong router") - routers:
+            assert bench.poll() is None, "the bench ended before it started a router"
+            assert time.monotonic() < deadline, "no router started"
+            time.sleep(0.2)
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=90) == 128 + signal.SIGTERM
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+    time.sleep(1)  # the node's VM exits after its stop command returns
+    assert not _pids("lienthong router") - routers
+    assert not _pids("beam.smp") - nodes
+    assert not set(temp.glob("lt-bench-*")) - folders
