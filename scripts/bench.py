@@ -2084,10 +2084,12 @@ def on_own_broker(argv: Sequence[str]) -> int:
         bench = subprocess.Popen([sys.executable, __file__, *argv], env=env)
         try:
             return bench.wait()
-        except BaseException:
-            # Stopped (SIGTERM, Ctrl-C): the bench stops its routers and removes its folders,
-            # then the node goes (it runs in a session of its own: no signal reaches it).
-            bench.terminate()
+        except BaseException as stopped:
+            # Stopped: the bench stops its routers and removes its folders, then the node goes
+            # (it runs in a session of its own: no signal reaches it). Ctrl-C reached the bench
+            # already (the terminal signals the whole process group); SIGTERM is passed on.
+            if not isinstance(stopped, KeyboardInterrupt):
+                bench.terminate()
             try:
                 bench.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
@@ -2113,6 +2115,7 @@ def broker_description() -> str:
 
 
 def _stopped(signum: int, _frame: object) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # a second signal must not cut the clean-up short
     raise SystemExit(128 + signum)
 
 
