@@ -1150,17 +1150,9 @@ def amqp_level(
             )
         )
         missing = poller.wait_for(issued, timeout=120)
+    seen = poller.seen
     level = summarise(
-        "amqp",
-        bench.name,
-        fraction,
-        rate,
-        issued,
-        lags,
-        errors,
-        poller.seen,
-        with_attachment,
-        missing,
+        "amqp", bench.name, fraction, rate, issued, lags, errors, seen, with_attachment, missing
     )
     level.cpu = CpuMeter.cores(cpu_start, bench.cpu())
     return level
@@ -1761,17 +1753,9 @@ def run_soak(ctx: Context, bench: Bench, poller: InboxPoller, maximum: float) ->
         sampler.join()
         spool.path.unlink()
     progress.mark("soak: end")
+    seen = poller.seen
     level = summarise(
-        "amqp-soak",
-        bench.name,
-        0.5,
-        rate,
-        issued,
-        lags,
-        errors,
-        poller.seen,
-        with_attachment,
-        missing,
+        "amqp-soak", bench.name, 0.5, rate, issued, lags, errors, seen, with_attachment, missing
     )
     level.cpu = CpuMeter.cores(cpu_start, bench.cpu())
     windows = []
@@ -1779,9 +1763,9 @@ def run_soak(ctx: Context, bench: Bench, poller: InboxPoller, maximum: float) ->
     zero = min(issued.values())
     for index in range(10):
         inside = [
-            poller.seen[i] - t
+            seen[i] - t
             for i, t in issued.items()
-            if i in poller.seen and index * span <= t - zero < (index + 1) * span
+            if i in seen and index * span <= t - zero < (index + 1) * span
         ]
         windows.append({"from_s": index * span, "messages": len(inside), **latency_ms(inside)})
     first, last = samples[0][1], samples[-1][1]
