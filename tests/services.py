@@ -138,9 +138,22 @@ class BusProcesses:
         raise AssertionError(f"the API did not start: {(self.root / 'api.log').read_text()}")
 
     def start_router(self) -> subprocess.Popen[bytes]:
+        """Start a router and wait until it consumes: it has built the bus (and read the
+        registry) by then, so what a test changes afterwards is not missed."""
+        log = self.root / "router.log"
+        consuming = self._consuming(log)
         router = self._spawn("router", "--name", f"{self.prefix}-router", log="router.log")
         self.routers.append(router)
+        deadline = time.monotonic() + 60
+        while self._consuming(log) == consuming:
+            if router.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the router did not start: {self.logs()}")
+            time.sleep(0.05)
         return router
+
+    @staticmethod
+    def _consuming(log: Path) -> int:
+        return log.read_text(errors="replace").count("router consuming") if log.exists() else 0
 
     def stop(self) -> None:
         for process in [*self.routers, *([self.api] if self.api else [])]:
