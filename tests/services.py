@@ -56,6 +56,23 @@ def free_port() -> int:
         return port
 
 
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (a router's routing process) that are still its own."""
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def process_gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (reaped, or a zombie no one waited for yet)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in status
+
+
 def delete_topology(prefix: str) -> None:
     """Remove a test bus's queues and exchanges from the broker."""
 
@@ -138,8 +155,8 @@ class BusProcesses:
         raise AssertionError(f"the API did not start: {(self.root / 'api.log').read_text()}")
 
     def start_router(self) -> subprocess.Popen[bytes]:
-        """Start a router and wait until it consumes: it has built the bus (and read the
-        registry) by then, so what a test changes afterwards is not missed."""
+        """Start a router and wait until it consumes: its routing process has built the bus
+        (and read the registry) by then, so what a test changes afterwards is not missed."""
         log = self.root / "router.log"
         consuming = self._consuming(log)
         router = self._spawn("router", "--name", f"{self.prefix}-router", log="router.log")

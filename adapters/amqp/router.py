@@ -1,15 +1,13 @@
 """The router process: consume the router queue in batches, route, commit, then acknowledge.
 
 One batch is what arrived within ``batch_wait_ms`` of its first message, up to ``batch_max``
-(never more than the prefetch window). It is routed in a worker thread (verification is CPU
-work) and committed in one transaction; only then is each message acknowledged — or returned to
-the queue (an unexpected error: the delivery limit dead-letters a poison message), or rejected
-to the dead-letter exchange (not a submission at all). Given the two stages of routing
-(``stages``: decide, then record), the router pipelines them: it decides the next batch while
-the last one commits, so the waits of the commit (fsync, database round trips) overlap the
-verification work of the next; batches are still committed, and acknowledged, in order, one
-at a time, and each is at most half the prefetch window so that the next can arrive meanwhile.
-A batch whose pipelined recording fails is routed again by the whole path below.
+(never more than the prefetch window). It is routed (``route``: verify, decide, record, in one
+transaction; the router command does it in a process of its own, see
+``adapters.routing_process``); only then is each message acknowledged — or returned to the
+queue (an unexpected error: the delivery limit dead-letters a poison message), or rejected to
+the dead-letter exchange (not a submission at all). Up to ``depth`` batches are routed at once:
+with two, the next batch is already waiting when the last one is done, and each batch is at
+most that share of the prefetch window so that the next can arrive meanwhile.
 
 While the database is unreachable the router keeps its batch and retries with backoff, so an
 outage does not count against the delivery limit. A batch that fails otherwise (an error in
@@ -38,7 +36,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from enum import StrEnum
 
 import aio_pika
 import sqlalchemy as sa
@@ -46,15 +44,13 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from aiormq.exceptions import AMQPError
 
 from adapters.amqp.topology import Topology, declare
-from exchange.routing import Decision, Incoming, Outcome
+from exchange.routing import Incoming, Outcome
 
 log = logging.getLogger(__name__)
 
 RouteFn = Callable[[Sequence[Incoming]], list[Outcome]]
-DecideFn = Callable[[Sequence[Incoming]], Sequence[Decision]]
-RecordFn = Callable[[Sequence[Decision]], list[Outcome]]
+AsyncRouteFn = Callable[[Sequence[Incoming]], Awaitable[list[Outcome]]]
 DeadFn = Callable[[bytes, str | None, str, str], None]
-T = TypeVar("T")
 
 # Unique-key conflicts in a row before a batch counts as failing rather than racing.
 MAX_CONFLICTS = 3
@@ -64,6 +60,47 @@ RECONNECT_INTERVAL = 1.0
 SHUTDOWN_STEP_S = 5.0
 # Dead letters in hand at once (each is recorded, or routed a last time, on its own).
 DEAD_PREFETCH = 16
+
+
+class Failure(StrEnum):
+    """Why routing a batch failed, which says what the router does next."""
+
+    CONFLICT = "conflict"  # another router stored one of these first: decide again
+    OUTAGE = "outage"  # the database, or the routing process, is not there: wait and retry
+    REFUSED = "refused"  # the database refused these rows: no retry of the whole batch helps
+    FAILED = "failed"  # anything else: find the message behind it
+
+
+class RoutingFailed(Exception):
+    """Routing failed where it ran (a process of its own): the kind of failure and its text."""
+
+    def __init__(self, failure: Failure, detail: str) -> None:
+        super().__init__(detail)
+        self.failure = failure
+
+
+def failure_of(exc: BaseException) -> Failure:
+    if isinstance(exc, RoutingFailed):
+        return exc.failure
+    if isinstance(exc, sa.exc.IntegrityError):
+        return Failure.CONFLICT
+    if isinstance(exc, sa.exc.DBAPIError):
+        return Failure.OUTAGE if is_outage(exc) else Failure.REFUSED
+    return Failure.FAILED
+
+
+def in_thread(route: RouteFn, before: Callable[[], None] | None = None) -> AsyncRouteFn:
+    """``route`` run in a worker thread, after ``before`` (the CRL refresh) if given."""
+
+    def step(incoming: Sequence[Incoming]) -> list[Outcome]:
+        if before is not None:
+            before()
+        return route(incoming)
+
+    async def routed(incoming: Sequence[Incoming]) -> list[Outcome]:
+        return await asyncio.to_thread(step, incoming)
+
+    return routed
 
 
 @dataclass
@@ -85,28 +122,26 @@ class RouterService:
         self,
         url: str,
         topology: Topology,
-        route: RouteFn,
+        route: AsyncRouteFn,
         record_dead: DeadFn,
         *,
         prefetch: int = 256,
         batch_max: int = 256,
         batch_wait_ms: int = 15,
         name: str = "lienthong-router",
-        before_batch: Callable[[], None] | None = None,
         reconnect_interval: float = RECONNECT_INTERVAL,
-        stages: tuple[DecideFn, RecordFn] | None = None,
+        depth: int = 1,
     ) -> None:
         self.url = url
         self.topology = topology
         self.route = route
         self.record_dead = record_dead
         self.prefetch = prefetch
-        self.stages = stages
-        # Pipelined, a batch is committing while the next one fills: each gets half the window.
-        self.batch_max = max(1, min(batch_max, prefetch // 2 if stages else prefetch))
+        self.depth = max(1, depth)
+        # Each batch routed at once gets its share of the window: the next one can fill.
+        self.batch_max = max(1, min(batch_max, prefetch // self.depth))
         self.batch_wait = batch_wait_ms / 1000
         self.name = name
-        self.before_batch = before_batch
         self.reconnect_interval = reconnect_interval
         self.stats = RouterStats()
         # Deliveries not yet in a batch. _receive wakes the gatherer only when it has reason to
@@ -121,8 +156,13 @@ class RouterService:
         self._channel: AbstractChannel | None = None
         self._held = 0
         # The channel the router queue delivers on, and the tag through which every one of its
-        # deliveries is settled (tags count from 1 on each channel, in delivery order).
+        # deliveries is settled (tags count from 1 on each channel, in delivery order); the
+        # tags settled beyond it, which it passes over once the gap before them is settled.
         self._through: tuple[object | None, int] = (None, 0)
+        self._beyond: set[int] = set()
+        # Batches routed at once are settled one at a time: an acknowledgement "up to this
+        # tag" goes out only after those it follows on from.
+        self._settling = asyncio.Lock()
 
     def holding(self) -> int:
         """Deliveries received and not yet settled (the batches in hand and those waiting)."""
@@ -174,13 +214,7 @@ class RouterService:
             log.info("router consuming %s (prefetch %d)", self.topology.router_queue, self.prefetch)
             if ready is not None:
                 ready.set()
-            if self.stages is None:
-                while not stop.is_set():
-                    batch = await self._gather(stop)
-                    if batch:
-                        await self._hold(self._process(batch, stop), len(batch))
-            else:
-                await self._pipeline(stop, *self.stages)
+            await self._consume(stop)
             if connection.connected.is_set():
                 # Stop deliveries first. Without a broker there is nothing to cancel, and a
                 # robust channel would wait for the reconnection before cancelling: skip it.
@@ -230,68 +264,32 @@ class RouterService:
         finally:
             self._wake_at = 1
 
-    async def _hold(self, work: Awaitable[None], count: int) -> None:
-        self._held += count
-        try:
-            await work
-        finally:
-            self._held -= count
-
-    async def _pipeline(self, stop: asyncio.Event, decide: DecideFn, record: RecordFn) -> None:
-        """Decide batch n+1 while batch n commits; commit and settle batches in order."""
-        committing: asyncio.Task[None] | None = None
+    async def _consume(self, stop: asyncio.Event) -> None:
+        """Gather batches and route up to ``depth`` of them at once, until ``stop``."""
+        routing: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
-                batch = await self._gather(stop)
-                if not batch:
+                if len(routing) >= self.depth:
+                    done, routing = await asyncio.wait(routing, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()  # a bug in settling stops the router, as it should
                     continue
-                self._held += len(batch)
-                incoming = [Incoming(m.body, m.message_id) for m in batch]
-                try:
-                    decisions: Sequence[Decision] | None = await asyncio.to_thread(
-                        self._prepared, decide, incoming
-                    )
-                except Exception:  # noqa: BLE001 - the whole path retries, isolates and logs
-                    decisions = None
-                if committing is not None:
-                    await committing
-                committing = asyncio.create_task(self._record(batch, decisions, record, stop))
+                batch = await self._gather(stop)
+                if batch:
+                    # Counted now, not when the task starts: the next gathering must see it.
+                    self._held += len(batch)
+                    routing.add(asyncio.create_task(self._routed(batch, stop)))
         finally:
-            if committing is not None:
-                await committing
+            if routing:
+                await asyncio.wait(routing)
+        for task in routing:
+            task.result()
 
-    def _prepared(self, step: Callable[[Sequence[Incoming]], T], incoming: Sequence[Incoming]) -> T:
-        """Run ``before_batch`` (the CRL refresh), then a step that reads the batch."""
-        if self.before_batch is not None:
-            self.before_batch()
-        return step(incoming)
-
-    async def _record(
-        self,
-        batch: list[AbstractIncomingMessage],
-        decisions: Sequence[Decision] | None,
-        record: RecordFn,
-        stop: asyncio.Event,
-    ) -> None:
+    async def _routed(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
         try:
-            if decisions is not None:
-                try:
-                    outcomes = await asyncio.to_thread(record, decisions)
-                except Exception as exc:  # noqa: BLE001 - the whole path retries and isolates
-                    log.info(
-                        "recording a batch of %d failed (%s); routing it again", len(batch), exc
-                    )
-                else:
-                    await self._settle_outcomes(batch, outcomes)
-                    return
-            # Deciding or recording failed (a database outage, a race lost, a poison message):
-            # the unpipelined path routes the batch again with its retries and isolation.
             await self._process(batch, stop)
         finally:
             self._held -= len(batch)
-
-    def _route(self, incoming: Sequence[Incoming]) -> list[Outcome]:
-        return self._prepared(self.route, incoming)
 
     async def _process(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
         incoming = [Incoming(m.body, m.message_id) for m in batch]
@@ -299,33 +297,28 @@ class RouterService:
         conflicts = 0
         while True:
             try:
-                outcomes = await asyncio.to_thread(self._route, incoming)
+                outcomes = await self.route(incoming)
                 break
-            except sa.exc.IntegrityError as exc:
+            except Exception as exc:  # noqa: BLE001 - each kind is handled below; logged
+                error = exc
+            failure = failure_of(error)
+            if failure is Failure.CONFLICT and conflicts < MAX_CONFLICTS:
                 # Another router stored one of these first; deciding again sees its rows.
                 conflicts += 1
-                if conflicts > MAX_CONFLICTS:
-                    await self._isolate(batch, stop, exc)
-                    return
                 self.stats.db_retries += 1
                 continue
-            except sa.exc.DBAPIError as exc:
-                if not is_outage(exc):
-                    # The database refused these rows (e.g. a value it cannot hold): no retry
-                    # of the whole batch can succeed.
-                    await self._isolate(batch, stop, exc)
-                    return
-                self.stats.db_retries += 1
-                log.warning("database unavailable (%s); retrying in %.1fs", exc.orig, delay)
-                if stop.is_set():
-                    await self._settle(batch, requeue=True)
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            except Exception as exc:  # noqa: BLE001 - logged in _isolate; the router goes on
-                # Not the database's doing: find the message behind it, route the others.
-                await self._isolate(batch, stop, exc)
+            if failure is not Failure.OUTAGE:
+                # Rows the database refused (a value it cannot hold), a race lost too often, or
+                # not the database's doing: find the message behind it, route the others.
+                await self._isolate(batch, stop, error)
                 return
+            self.stats.db_retries += 1
+            log.warning("routing unavailable (%s); retrying in %.1fs", _reason(error), delay)
+            if stop.is_set():
+                await self._settle(batch, requeue=True)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
         await self._settle_outcomes(batch, outcomes)
 
     async def _settle_outcomes(
@@ -334,6 +327,12 @@ class RouterService:
         self.stats.batches += 1
         for outcome in outcomes:
             self.stats.count(outcome)
+        async with self._settling:
+            await self._acknowledge(batch, outcomes)
+
+    async def _acknowledge(
+        self, batch: list[AbstractIncomingMessage], outcomes: list[Outcome]
+    ) -> None:
         if len(batch) > 1 and all(o in _ACKED for o in outcomes) and self._in_order(batch):
             # One frame acknowledges the whole batch: exactly its deliveries (see _in_order).
             self.stats.acked_at_once += 1
@@ -343,7 +342,7 @@ class RouterService:
                 log.warning("could not settle a batch (%s); it will be redelivered", exc)
             # _in_order found the batch to follow on from the settled tags without a gap.
             channel, through = self._through
-            self._through = (channel, through + len(batch))
+            self._advance(channel, through + len(batch))
             return
         for message, outcome in zip(batch, outcomes, strict=True):
             try:
@@ -375,10 +374,20 @@ class RouterService:
             return
         known, through = self._through
         if channel is not known:
-            if tag == 1:  # a new channel (a reconnection): its first delivery
-                self._through = (channel, 1)
-        elif tag == through + 1:
-            self._through = (channel, tag)
+            # A new channel (the first, or a reconnection's: a closed one is None above);
+            # its tags count from 1.
+            known, through = channel, 0
+            self._beyond.clear()
+        if tag > through:
+            self._beyond.add(tag)
+        self._advance(known, through)
+
+    def _advance(self, channel: object | None, through: int) -> None:
+        beyond = self._beyond
+        while through + 1 in beyond:
+            through += 1
+            beyond.remove(through)
+        self._through = (channel, through)
 
     async def _isolate(
         self, batch: list[AbstractIncomingMessage], stop: asyncio.Event, exc: Exception
@@ -442,9 +451,7 @@ class RouterService:
         limit without being poison. Only one that still cannot be decided is a dead letter.
         """
         try:
-            (outcome,) = await asyncio.to_thread(
-                self._route, [Incoming(message.body, message.message_id)]
-            )
+            (outcome,) = await self.route([Incoming(message.body, message.message_id)])
         except Exception:  # noqa: BLE001 - deciding failed again: a dead letter after all
             log.info("dead letter %s still fails; recording it", message.message_id)
             return False
@@ -472,6 +479,12 @@ def is_outage(exc: sa.exc.DBAPIError) -> bool:
     return exc.connection_invalidated or isinstance(
         exc, sa.exc.OperationalError | sa.exc.InterfaceError
     )
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own error for a database error (its text names the cause), else the
+    error's text."""
+    return str(exc.orig) if isinstance(exc, sa.exc.DBAPIError) else str(exc)
 
 
 def dead_reason(message: AbstractIncomingMessage) -> tuple[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import gc
 import json
 import logging
 import signal
@@ -23,7 +22,7 @@ import uvloop
 from adapters import bootstrap
 from adapters.amqp.health import HealthServer
 from adapters.amqp.publisher import BrokerUnavailable, Publisher, redact
-from adapters.amqp.router import RouterService
+from adapters.amqp.router import RouterService, RoutingFailed
 from adapters.amqp.topology import Topology, TopologyMismatch
 from adapters.cli.output import EXIT_REJECTED, EXIT_UNAVAILABLE, fail, print_json
 from adapters.client import ApiError, BusClient
@@ -33,8 +32,10 @@ from adapters.db.routing import record_dead_letter
 from adapters.files import load_certificates, load_crls, read_bytes
 from adapters.http.app import build_api, create_app
 from adapters.pki.folder import DevPki
+from adapters.routing_process import RoutingProcess, quiet_garbage_collector
 from adapters.settings import Settings
 from adapters.trustsync import store_crl
+from exchange.ports import SystemClock
 from exchange.routing import loose_identity
 from exchange.submission import Submission
 from exchange.tracing import verify_chain
@@ -201,31 +202,32 @@ def router(
     """Run a router until SIGTERM or Ctrl-C: consume, verify, store, deliver, acknowledge."""
     _logging()
     settings = _settings()
-    bus = bootstrap.build(settings)
-    # The event loop thread (frames, acks) and the deciding and committing threads share the
-    # GIL: handing it over every 1 ms rather than 5 ms keeps deliveries from queueing behind a
-    # batch being verified (make bench: p99 at a quarter of the maximum 111 -> 53 ms).
-    sys.setswitchinterval(ROUTER_SWITCH_INTERVAL_S)
+    engine = bootstrap.database(settings)
+    clock = SystemClock()
     quiet_garbage_collector()
+    # Verifying and recording happen in a child process (a GIL of its own): this one only
+    # moves messages between the broker and it.
+    routing = RoutingProcess()
     service = RouterService(
         settings.amqp_url,
         Topology(settings.exchange_prefix, settings.delivery_limit),
-        bus.router.route,
+        routing.route,
         lambda body, tid, reason, detail: record_dead_letter(
-            bus.engine, body, tid, reason, detail, bus.clock.now()
+            engine, body, tid, reason, detail, clock.now()
         ),
         prefetch=settings.prefetch,
         batch_max=settings.batch_max,
         batch_wait_ms=settings.batch_wait_ms,
         name=name,
-        before_batch=bus.crl_sync.maybe_refresh,
-        stages=(bus.router.decide, bus.router.record),
+        # The next batch waits in the pipe while the child routes the last one.
+        depth=2,
     )
 
     async def ready_checks() -> dict[str, str]:
         return {
             "broker": service.broker_state(),
-            "database": await database_state(bus.engine),
+            "database": await database_state(engine),
+            "routing": routing.state(),
         }
 
     def info() -> dict[str, object]:
@@ -238,6 +240,7 @@ def router(
             "db_retries": stats.db_retries,
             "reconnects": stats.reconnects,
             "acked_at_once": stats.acked_at_once,
+            "routing_process": {"pid": routing.pid(), "starts": routing.starts},
             "last_delivery_s_ago": None
             if stats.last_delivery is None
             else round(time.monotonic() - stats.last_delivery, 3),
@@ -248,13 +251,18 @@ def router(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        health = None
-        if health_port is not None:
-            health = HealthServer(health_host, health_port, ready_checks, info)
-            await health.start()
         try:
+            await routing.start()
+        except RoutingFailed as exc:
+            fail(str(exc))
+        health = None
+        try:
+            if health_port is not None:
+                health = HealthServer(health_host, health_port, ready_checks, info)
+                await health.start()
             await service.run(stop)
         finally:
+            await routing.close()
             if health is not None:
                 await health.close()
         log.info("router stopped: %s", json.dumps(service.stats.outcomes))
@@ -269,25 +277,6 @@ def router(
 
 
 DATABASE_CHECK_S = 3.0
-ROUTER_SWITCH_INTERVAL_S = 0.001
-# Allocations (net of frees) between two young collections; CPython's default is 700.
-GC_YOUNG_THRESHOLD = 10_000
-
-
-def quiet_garbage_collector() -> None:
-    """Keep the cycle collector off the router's hot path.
-
-    Everything built at start-up (modules, schemas, the wired core) lives as long as the
-    process: frozen, the collector never walks it again. Routing a batch allocates tens of
-    thousands of short-lived objects, almost none in cycles: with the default threshold the
-    collector ran about once per 20 messages. make bench, one drain of 8,000 envelopes plus its
-    loads: 486 collections taking 0.22 s in all (gen2 pauses of 44-65 ms, each a stall of every
-    delivery in flight) before; 3 taking 0.045 s after.
-    """
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def database_state(engine: sa.Engine) -> str:

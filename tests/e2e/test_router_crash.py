@@ -28,7 +28,7 @@ from exchange.signing import sign_detached
 from exchange.submission import Submission
 from exchange.tracing import verify_chain
 from tests.helpers import G22, H37, Pki, header_bytes
-from tests.services import AMQP_URL, BusProcesses, delete_topology
+from tests.services import AMQP_URL, BusProcesses, children, delete_topology, process_gone
 
 MESSAGES = 1000
 KILL_AT = 300  # stored messages when the router is killed
@@ -136,11 +136,16 @@ def test_a_router_killed_mid_run_loses_nothing_and_doubles_nothing(
 
         first = processes.start_router()
         wait_for("the first router to store some", lambda: stored() >= KILL_AT, processes, 30)
+        routing = children(first.pid)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         at_kill = stored()
         assert first.returncode == -signal.SIGKILL
         assert at_kill < MESSAGES, "the router finished before it could be killed"
+        # Its routing process finishes the batch in hand (racing the next router for it),
+        # then exits: its pipe to the killed router has closed.
+        assert len(routing) == 1
+        wait_for("its routing process to exit", lambda: process_gone(routing[0]), processes, 30)
 
         processes.start_router()
         wait_for("every message to be stored", lambda: stored() == MESSAGES, processes, 40, 0.05)

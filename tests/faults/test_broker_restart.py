@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from adapters.client import BusClient
@@ -110,6 +111,10 @@ def test_the_broker_killed_and_restarted_loses_and_doubles_nothing(
                 within=30,
                 bus=bus,
             )
+            # Its routing process went on through the outage: up, and never started again.
+            assert bus.router_ready()[1]["checks"]["routing"] == "ok"
+            info = httpx.get(f"http://127.0.0.1:{bus.health_ports[0]}/healthz", timeout=5).json()
+            assert info["info"]["routing_process"]["starts"] == 1
             api_back = wait_until(
                 "the API's /readyz to report the broker back",
                 lambda: bus.api_ready()[0] == 200,

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from adapters import bootstrap
-from adapters.amqp.router import RouterService
+from adapters.amqp.router import RouterService, in_thread
 from adapters.amqp.topology import Topology
 from adapters.db.routing import record_dead_letter
 from adapters.db.tables import dead_letters
@@ -81,7 +81,7 @@ class InProcessRouter:
         self.service = RouterService(
             settings.amqp_url,
             Topology(settings.exchange_prefix, settings.delivery_limit),
-            built.router.route,
+            in_thread(built.router.route, built.crl_sync.maybe_refresh),
             lambda body, tid, reason, detail: record_dead_letter(
                 built.engine, body, tid, reason, detail, built.clock.now()
             ),
@@ -89,7 +89,6 @@ class InProcessRouter:
             batch_max=settings.batch_max,
             batch_wait_ms=settings.batch_wait_ms,
             name=f"{bus.topology.prefix}-router-in-process",
-            before_batch=built.crl_sync.maybe_refresh,
         )
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()

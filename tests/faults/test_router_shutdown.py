@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import aio_pika
 
-from adapters.amqp.router import RouterService
+from adapters.amqp.router import RouterService, in_thread
 from adapters.amqp.topology import ROUTING_KEY, Topology, declare
 from exchange.routing import Incoming, Outcome
 from tests.faults.proxy import TcpProxy
@@ -31,7 +31,11 @@ def test_a_router_without_its_broker_stops_within_seconds(
 
     async def scenario() -> tuple[str, str, float]:
         service = RouterService(
-            proxy.url(), topology, route, lambda *_: None, name=f"{topology.prefix}-router"
+            proxy.url(),
+            topology,
+            in_thread(route),
+            lambda *_: None,
+            name=f"{topology.prefix}-router",
         )
         stop, ready = asyncio.Event(), asyncio.Event()
         task = asyncio.create_task(service.run(stop, ready))

@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from adapters.amqp.publisher import BrokerUnavailable, Publisher
-from adapters.amqp.router import DecideFn, RecordFn, RouterService
+from adapters.amqp.router import Failure, RouterService, RoutingFailed, in_thread
 from adapters.amqp.topology import ROUTING_KEY, Topology, TopologyMismatch, declare
-from exchange.routing import Decision, Incoming, Outcome
+from exchange.routing import Incoming, Outcome
 from exchange.submission import CONTENT_TYPE
 from tests.services import AMQP_URL, delete_topology, free_port
 
@@ -321,7 +321,7 @@ async def run_router(
     stand_in: StandIn,
     bodies: Sequence[bytes],
     until: Callable[[RouterService], bool],
-    stages: tuple[DecideFn, RecordFn] | None = None,
+    depth: int = 1,
     batch_wait_ms: int = 50,
 ) -> RouterService:
     """Publish ``bodies``, then run a RouterService until ``until()`` and stop it."""
@@ -339,13 +339,13 @@ async def run_router(
     service = RouterService(
         AMQP_URL,
         topology,
-        stand_in.route,
+        in_thread(stand_in.route),
         stand_in.record_dead,
         prefetch=32,
         batch_max=32,
         batch_wait_ms=batch_wait_ms,
         name=f"{topology.prefix}-router",
-        stages=stages,
+        depth=depth,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
@@ -483,7 +483,7 @@ def test_the_router_consumes_again_after_its_connection_was_closed(topology: Top
         service = RouterService(
             AMQP_URL,
             topology,
-            stand_in.route,
+            in_thread(stand_in.route),
             stand_in.record_dead,
             name=f"{topology.prefix}-router",
         )
@@ -513,64 +513,54 @@ async def _routed(stand_in: StandIn, count: int) -> bool:
     return sum(stand_in.routed.values()) >= count
 
 
-# --- the pipelined router: deciding batch n+1 while batch n commits ---------------------------
+# --- routing two batches at once (the router command's depth) -------------------------------
 
 
-class Stages:
-    """``decide`` and ``record`` stand-ins: decisions are the bodies; recording takes a while
-    (a commit's fsync) and notes which decisions ran meanwhile."""
+class Slow(StandIn):
+    """A stand-in whose routing takes a while (a commit's fsync) and notes the batches that
+    were being routed at the same time; given outcomes per body, else stored."""
 
     def __init__(
-        self, *, failing_records: int = 0, outcomes: dict[bytes, list[Outcome]] | None = None
+        self,
+        *,
+        outcomes: dict[bytes, list[Outcome]] | None = None,
+        failures: list[Failure] | None = None,
+        first_takes: float = 0.05,
     ) -> None:
+        super().__init__()
         self.outcomes = {body: list(queue) for body, queue in (outcomes or {}).items()}
-        self.lock = threading.Lock()
-        self.recorded: Counter[bytes] = Counter()
-        self.routed_whole: Counter[bytes] = Counter()
-        self.decided_while_recording = 0
-        self.failing_records = failing_records
-        self._recording = False
-        self.batches: list[int] = []
-
-    def decide(self, batch: Sequence[Incoming]) -> Sequence[Decision]:
-        with self.lock:
-            if self._recording:
-                self.decided_while_recording += 1
-        return [item.body for item in batch]  # type: ignore[misc]  # stand-in decisions
-
-    def record(self, decisions: Sequence[Decision]) -> list[Outcome]:
-        bodies: Sequence[bytes] = decisions  # type: ignore[assignment]  # see decide
-        with self.lock:
-            self._recording = True
-            self.batches.append(len(bodies))
-        try:
-            time.sleep(0.05)
-            with self.lock:
-                if self.failing_records:
-                    self.failing_records -= 1
-                    raise sa.exc.IntegrityError("INSERT", {}, ValueError("another router won"))
-                # Each body's next outcome of those given for it, else stored.
-                outcomes = [(self.outcomes.get(b) or [Outcome.STORED]).pop(0) for b in bodies]
-                self.recorded.update(
-                    b for b, o in zip(bodies, outcomes, strict=True) if o is Outcome.STORED
-                )
-        finally:
-            with self.lock:
-                self._recording = False
-        return outcomes
+        self.failures = list(failures or [])  # raised by the first routings, in turn
+        self.first_takes = first_takes
+        self.routing = 0
+        self.overlapped = 0
+        self.starts: list[tuple[float, float, int]] = []  # start, end, batch size
 
     def route(self, batch: Sequence[Incoming]) -> list[Outcome]:
-        """The whole path, taken when a pipelined recording failed."""
+        start = time.monotonic()
         with self.lock:
-            self.routed_whole.update(item.body for item in batch)
-        return [Outcome.STORED] * len(batch)
+            self.batches.append(len(batch))
+            self.routing += 1
+            self.overlapped += self.routing > 1
+            failure = self.failures.pop(0) if self.failures else None
+        try:
+            time.sleep(self.first_takes if not self.starts else 0.05)
+            if failure is not None:
+                raise RoutingFailed(failure, f"{failure.value}, from the routing process")
+            with self.lock:
+                # Each body's next outcome of those given for it, else stored.
+                outcomes = [(self.outcomes.get(i.body) or [Outcome.STORED]).pop(0) for i in batch]
+                self.routed.update(
+                    i.body for i, o in zip(batch, outcomes, strict=True) if o is Outcome.STORED
+                )
+            return outcomes
+        finally:
+            with self.lock:
+                self.routing -= 1
+                self.starts.append((start, time.monotonic(), len(batch)))
 
 
 def run_until_stored(
-    topology: Topology,
-    stand_in: StandIn,
-    bodies: Sequence[bytes],
-    stages: tuple[DecideFn, RecordFn] | None = None,
+    topology: Topology, stand_in: StandIn, bodies: Sequence[bytes], depth: int = 1
 ) -> tuple[RouterService, tuple[int, int]]:
     """Run a RouterService until every body is stored; the queue depths after."""
 
@@ -580,47 +570,40 @@ def run_until_stored(
             stand_in,
             bodies,
             lambda service: service.stats.outcomes.get("stored") == len(bodies),
-            stages=stages,
+            depth=depth,
         )
         return service, await queue_depths(topology)
 
     return asyncio.run(scenario())
 
 
-def run_pipelined(
-    topology: Topology, stages: Stages, bodies: Sequence[bytes]
-) -> tuple[RouterService, tuple[int, int]]:
-    """The same with the pipelined stages (the whole path routes through ``stages.route``)."""
-    stand_in = StandIn()
-    stand_in.route = stages.route  # type: ignore[method-assign]
-    return run_until_stored(topology, stand_in, bodies, (stages.decide, stages.record))
-
-
-def test_a_pipelined_router_decides_the_next_batch_while_the_last_one_commits(
+def test_a_router_of_depth_two_routes_the_next_batch_while_the_last_one_is_routed(
     topology: Topology,
 ) -> None:
     bodies = [f"p-{i}".encode() for i in range(300)]
-    stages = Stages()
-    service, depths = run_pipelined(topology, stages, bodies)
+    slow = Slow()
+    service, depths = run_until_stored(topology, slow, bodies, depth=2)
 
-    assert stages.recorded == Counter(bodies)  # each once, all through the pipeline
-    assert stages.routed_whole == Counter()
-    assert stages.decided_while_recording > 0  # the stages overlapped
-    assert max(stages.batches) <= 32 // 2  # half the prefetch window: the next one can fill
+    assert slow.routed == Counter(bodies)  # each once
+    assert slow.overlapped > 0  # two batches were being routed at once
+    assert max(slow.batches) <= 32 // 2  # half the prefetch window: the next one can fill
     assert service.holding() == 0
     assert depths == (0, 0)
 
 
-def test_a_pipelined_batch_whose_commit_failed_is_routed_again_by_the_whole_path(
+def test_failures_reported_by_a_routing_process_are_handled_by_their_kind(
     topology: Topology,
 ) -> None:
-    bodies = [f"f-{i}".encode() for i in range(40)]
-    stages = Stages(failing_records=1)
-    service, depths = run_pipelined(topology, stages, bodies)
+    # A conflict is decided again and an outage waited out, both without returning the batch;
+    # a failure of another kind isolates the batch, and each message then routes alone.
+    bodies = [f"f-{i}".encode() for i in range(10)]
+    slow = Slow(failures=[Failure.CONFLICT, Failure.OUTAGE, Failure.FAILED])
+    service, depths = run_until_stored(topology, slow, bodies, depth=2)
 
-    assert stages.routed_whole  # the failed batch went the whole way again
-    assert stages.recorded + stages.routed_whole == Counter(bodies)  # nothing lost or doubled
+    assert slow.routed == Counter(bodies)  # nothing lost or doubled
+    assert service.stats.db_retries == 2  # the conflict and the outage
     assert "retry" not in service.stats.outcomes
+    assert 1 in slow.batches  # the failed batch was routed message by message
     assert depths == (0, 0)
 
 
@@ -631,65 +614,50 @@ def test_whole_batches_are_acknowledged_at_once_and_only_their_deliveries(
     # queue and one dead-lettered sit in batches between them: an acknowledgement that reached
     # past its batch would swallow them (no redelivery, no dead letter) or settle a tag twice.
     bodies = [f"m-{i}".encode() for i in range(200)]
-    stages = Stages(outcomes={b"m-57": [Outcome.RETRY], b"m-130": [Outcome.DEAD_LETTER]})
-    stand_in = StandIn()
-    stand_in.route = stages.route  # type: ignore[method-assign]
+    slow = Slow(outcomes={b"m-57": [Outcome.RETRY], b"m-130": [Outcome.DEAD_LETTER]})
 
     async def scenario() -> tuple[RouterService, tuple[int, int]]:
         service = await run_router(
             topology,
-            stand_in,
+            slow,
             bodies,
             lambda service: (
                 service.stats.outcomes.get("stored") == len(bodies) - 1
                 and service.stats.dead_lettered == 1
             ),
-            stages=(stages.decide, stages.record),
+            depth=2,
         )
         return service, await queue_depths(topology)
 
     service, depths = asyncio.run(scenario())
 
-    assert stages.recorded == Counter([b for b in bodies if b != b"m-130"])  # m-57 came back
-    assert [dead[0] for dead in stand_in.dead] == [b"m-130"]
+    assert slow.routed == Counter([b for b in bodies if b != b"m-130"])  # m-57 came back
+    assert [dead[0] for dead in slow.dead] == [b"m-130"]
     assert service.stats.outcomes == {"stored": 199, "retry": 1, "dead_letter": 1}
     assert service.stats.acked_at_once >= 5  # most batches: 200 messages, at most 16 a batch
     assert depths == (0, 0)  # nothing left unsettled, nothing redelivered again
 
 
-class SlowFirstDecision(Stages):
-    """Stages whose first decision takes ``seconds``; the time each decision starts and ends."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__()
-        self.seconds = seconds
-        self.deciding = threading.Event()
-        self.decisions: list[tuple[float, float, int]] = []  # start, end, batch size
-
-    def decide(self, batch: Sequence[Incoming]) -> Sequence[Decision]:
-        start = time.monotonic()
-        if not self.decisions:
-            self.deciding.set()
-            time.sleep(self.seconds)
-        decided = super().decide(batch)
-        self.decisions.append((start, time.monotonic(), len(batch)))
-        return decided
-
-
-def test_deliveries_that_came_during_a_decision_do_not_wait_for_a_batch_again(
+def test_deliveries_that_came_during_a_routing_do_not_wait_for_a_batch_again(
     topology: Topology,
 ) -> None:
     # The batch wait counts from a batch's first delivery. Those that arrive while the last
-    # batch is being decided have waited already: once the decision is made they form the next
-    # batch at once, not another whole wait later.
-    wait_ms, decide_s = 600, 1.0
-    stages = SlowFirstDecision(decide_s)
-    stand_in = StandIn()
-    stand_in.route = stages.route  # type: ignore[method-assign]
+    # batch is being routed have waited already: once it is done they form the next batch at
+    # once, not another whole wait later.
+    wait_ms, route_s = 600, 1.0
+    slow = Slow(first_takes=route_s)
+    routing = threading.Event()
+    route = slow.route
+
+    def noting(batch: Sequence[Incoming]) -> list[Outcome]:
+        routing.set()
+        return route(batch)
+
+    slow.route = noting  # type: ignore[method-assign]
     later = [f"later-{i}".encode() for i in range(3)]
 
     async def publish_later() -> None:
-        assert await asyncio.to_thread(stages.deciding.wait, 20)
+        assert await asyncio.to_thread(routing.wait, 20)
 
         async def publish(channel: AbstractChannel) -> None:
             declared = await declare(channel, topology)
@@ -704,18 +672,17 @@ def test_deliveries_that_came_during_a_decision_do_not_wait_for_a_batch_again(
         publishing = asyncio.create_task(publish_later())
         await run_router(
             topology,
-            stand_in,
+            slow,
             [b"first"],
             lambda service: service.stats.outcomes.get("stored") == 1 + len(later),
-            stages=(stages.decide, stages.record),
             batch_wait_ms=wait_ms,
         )
         await publishing
 
     asyncio.run(scenario())
 
-    assert stages.recorded == Counter([b"first", *later])
-    (_, first_end, first_size), (second_start, _, second_size) = stages.decisions
+    assert slow.routed == Counter([b"first", *later])
+    (_, first_end, first_size), (second_start, _, second_size) = slow.starts
     assert (first_size, second_size) == (1, len(later))
     # Well under the batch wait (which a wait counted from the gathering would add in full).
     assert second_start - first_end < wait_ms / 1000 / 2

@@ -78,6 +78,7 @@ def _pids(name: str) -> set[int]:
 def test_a_benchmark_stopped_with_sigterm_leaves_no_broker_router_or_folder() -> None:
     temp = Path(tempfile.gettempdir())
     nodes, routers = _pids("beam.smp"), _pids("lienthong router")
+    routing = _pids("adapters.routing_process")
     folders = set(temp.glob("lt-bench-*"))
     bench = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--quick", "--messages", "400", "--duration", "5"],
@@ -100,5 +101,6 @@ def test_a_benchmark_stopped_with_sigterm_leaves_no_broker_router_or_folder() ->
             bench.wait()
     time.sleep(1)  # the node's VM exits after its stop command returns
     assert not _pids("lienthong router") - routers
+    assert not _pids("adapters.routing_process") - routing
     assert not _pids("beam.smp") - nodes
     assert not set(temp.glob("lt-bench-*")) - folders
