@@ -1026,7 +1026,7 @@ def drain(
     drain_task = progress.task(f"{bench.name}: drain with {routers} router(s)", len(envelopes))
     launched = time.perf_counter()
     for _ in range(routers):
-        bench.procs.start_router()
+        bench.procs.start_router(wait=False)  # together: timed once all of them consume
     while bench.consuming() < routers:
         bench.check_alive()
         if time.perf_counter() - launched > 120:

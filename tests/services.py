@@ -154,13 +154,16 @@ class BusProcesses:
             time.sleep(0.1)
         raise AssertionError(f"the API did not start: {(self.root / 'api.log').read_text()}")
 
-    def start_router(self) -> subprocess.Popen[bytes]:
+    def start_router(self, *, wait: bool = True) -> subprocess.Popen[bytes]:
         """Start a router and wait until it consumes: its routing process has built the bus
-        (and read the registry) by then, so what a test changes afterwards is not missed."""
+        (and read the registry) by then, so what a test changes afterwards is not missed.
+        ``wait=False`` returns at once (``make bench`` starts several routers together)."""
         log = self.root / "router.log"
         consuming = self._consuming(log)
         router = self._spawn("router", "--name", f"{self.prefix}-router", log="router.log")
         self.routers.append(router)
+        if not wait:
+            return router
         deadline = time.monotonic() + 60
         while self._consuming(log) == consuming:
             if router.poll() is not None or time.monotonic() > deadline:
