@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from adapters.amqp.router import Failure, RoutingFailed, failure_of
+from exchange.errors import LienthongError
 from exchange.routing import Decision, Incoming, Outcome
 
 log = logging.getLogger(__name__)
@@ -264,6 +265,9 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
 
     try:
         bus = bootstrap.build(Settings().resolved())
+    except LienthongError as exc:  # a setting to fix: its message says which
+        send(("error", "start", str(exc)))
+        return
     except Exception as exc:  # noqa: BLE001 - reported to the router, which says it
         send(("error", "start", f"{type(exc).__name__}: {exc}"))
         return

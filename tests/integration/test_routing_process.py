@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +20,7 @@ from adapters.routing_process import RoutingProcess
 from exchange.routing import Incoming, Outcome
 from exchange.submission import Submission
 from tests.helpers import H37, Pki, header_bytes
-from tests.services import BusProcesses, process_gone
+from tests.services import LIENTHONG, BusProcesses, process_gone
 
 
 @pytest.fixture
@@ -153,3 +154,16 @@ def test_the_routing_process_ignores_signals_and_exits_when_its_pipe_closes(
     assert outcomes == [Outcome.STORED]
     assert closing < 5
     assert process_gone(pid)
+
+
+def test_a_router_whose_routing_process_cannot_start_exits_with_the_reason(
+    bus: BusProcesses,
+) -> None:
+    env = {k: v for k, v in bus.env.items() if k != "LIENTHONG_PKI_DIR"}  # no trust anchors
+
+    done = subprocess.run([LIENTHONG, "router"], env=env, capture_output=True, timeout=120)
+
+    assert done.returncode == 2  # unusable as configured, as for the API
+    last = done.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("lienthong: the routing process cannot start: no trust anchors"), last
+    assert b"Traceback" not in done.stderr
