@@ -9,9 +9,10 @@ outcomes, while the child verifies, decides and records with a GIL of its own.
 
 The child is ``python -m adapters.routing_process``, started with the router's environment (its
 ``LIENTHONG_*`` settings) and its working folder: a fresh interpreter that builds the bus as the
-router would, then routes the batches it reads from stdin, one at a time and in order, and
-writes each batch's outcomes (or the kind of failure that stopped it, see ``Failure``) to the
-pipe that was its stdout; what it prints goes to stderr, the router's log. Frames are a 4-byte
+router would, then routes the batches it reads from stdin in the order they came (deciding
+the next while the last one commits, see ``serve``), and writes each batch's outcomes (or the
+kind of failure that stopped it, see ``Failure``) to the pipe that was its stdout; what it
+prints goes to stderr, the router's log. Frames are a 4-byte
 length and a pickle: both ends are this module, in processes of the same installation.
 
 The child ignores SIGINT and SIGTERM (Ctrl-C reaches the whole process group; a service manager
