@@ -244,6 +244,11 @@ def _read_request(source: BinaryIO) -> _Request | None:
     return request
 
 
+def _describe(exc: Exception) -> str:
+    """A setting to fix says which in its own words; anything else is named by its class."""
+    return str(exc) if isinstance(exc, LienthongError) else f"{type(exc).__name__}: {exc}"
+
+
 def serve(source: BinaryIO, sink: BinaryIO) -> None:
     """Build the bus, say so, then route each batch read from ``source`` until its end.
 
@@ -262,15 +267,12 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
 
     def failed(exc: Exception, count: int) -> None:
         log.info("routing a batch of %d failed: %r", count, exc)
-        send(("error", failure_of(exc).value, f"{type(exc).__name__}: {exc}"))
+        send(("error", failure_of(exc).value, _describe(exc)))
 
     try:
         bus = bootstrap.build(Settings().resolved())
-    except LienthongError as exc:  # a setting to fix: its message says which
-        send(("error", "start", str(exc)))
-        return
     except Exception as exc:  # noqa: BLE001 - reported to the router, which says it
-        send(("error", "start", f"{type(exc).__name__}: {exc}"))
+        send(("error", "start", _describe(exc)))
         return
     router, refresh = bus.router, bus.crl_sync.maybe_refresh
 

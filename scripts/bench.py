@@ -131,7 +131,7 @@ from exchange.submission import Submission
 from exchange.verification import Accepted
 from tests.faults.rabbitnode import RabbitNode, free_base_port
 from tests.helpers import InlineAttachments, Pki
-from tests.services import AMQP_URL, BusProcesses, delete_topology, postgres_database
+from tests.services import AMQP_URL, BusProcesses, children, delete_topology, postgres_database
 
 MIB = 1024 * 1024
 PUBLISH_WINDOW = 256  # confirms in flight while pre-publishing (as bench_bus.py)
@@ -448,7 +448,7 @@ class Reporter:
 
 
 def rss_kib(pid: int) -> int | None:
-    """VmRSS of a process and its children (a router's deciding workers), in KiB (None once
+    """VmRSS of a process and its children (a router's routing process), in KiB (None once
     it is gone)."""
     own = _vm_rss(pid)
     if own is None:
@@ -464,14 +464,6 @@ def _vm_rss(pid: int) -> int | None:
     except OSError:
         return None
     return None
-
-
-def children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(x) for x in text.split()]
 
 
 def quantile(ordered: Sequence[float], q: float) -> float:
@@ -553,7 +545,7 @@ class CpuMeter:
         return f" {self.database} " in title or "(" not in title
 
     def snapshot(self, routers: Sequence[int], api: int | None) -> dict[str, Any]:
-        # A router's deciding workers (and spawn's resource tracker) count as the router.
+        # A router's routing process counts as the router.
         family = [pid for router in routers for pid in (router, *children(router))]
         ours = {pid: "router" for pid in family} | {os.getpid(): "bench"}
         if api:
