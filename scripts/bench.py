@@ -59,9 +59,10 @@ scaling, the soak), and, as the last line of stdout, one JSON object with ``e2e_
 It also prints the CPU each part used in each phase (router, API, broker, PostgreSQL, this script,
 other processes: shares of the machine's cores, from /proc), and with ``--py-spy PATH`` (py-spy
 installed anywhere, e.g. ``python3 -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy``) it
-records the router during the drain and at half load, and the API during the HTTP closed loop,
-into ``OUT/profile-*.txt`` (where the time goes, by part and by function; with ``--py-spy-gil``
-only the thread holding the GIL, that is where Python's CPU goes). ``--prefetch``,
+records the router (with its routing process) during the drain and at half load, and the API
+during the HTTP closed loop, into ``OUT/profile-*.txt`` (where the time goes, by process and
+thread, by part and by function; with ``--py-spy-gil`` only the thread holding the GIL, that is
+where Python's CPU goes). ``--prefetch``,
 ``--batch-max`` and ``--batch-wait-ms`` set the router's ``LIENTHONG_*`` settings.
 
 ``scripts/bench_verify.py`` (the verifier alone, step by step) and ``scripts/bench_bus.py`` stay
@@ -780,7 +781,7 @@ class Profiler:
         spy = subprocess.Popen(
             [
                 *(self.binary, "record", "--pid", str(pid), "--format", "raw"),
-                *("--output", str(raw), "--rate", "200", "--nonblocking"),
+                *("--output", str(raw), "--rate", "200", "--nonblocking", "--subprocesses"),
                 *(["--gil"] if self.gil else []),
             ],
             stdout=subprocess.DEVNULL,
@@ -812,7 +813,8 @@ def summarise_profile(raw: Path) -> dict[str, Any]:
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     parts = dict.fromkeys(PROFILE_PARTS, 0)
-    threads = {"event loop thread": 0, "worker threads": 0}
+    # py-spy follows the router's routing process too (--subprocesses): its frames say which.
+    threads: dict[str, int] = {}
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -820,7 +822,11 @@ def summarise_profile(raw: Path) -> dict[str, Any]:
             continue
         count = int(count_text)
         total += count
-        frames = [_frame(f) for f in stack.split(";")]
+        split = stack.split(";")
+        frames = [_frame(f) for f in split if not f.startswith("process ")]
+        if not frames:
+            continue
+        child = sum(f.startswith("process ") for f in split) > 1
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for name in set(frames):
             inclusive[name] = inclusive.get(name, 0) + count
@@ -828,7 +834,12 @@ def summarise_profile(raw: Path) -> dict[str, Any]:
             if any(f.startswith(needle) for f in frames):
                 parts[needle] += count
         worker = any(f.startswith(PROFILE_WORKER) for f in frames)
-        threads["worker threads" if worker else "event loop thread"] += count
+        thread = (
+            ("routing process: " if child else "")
+            + ("worker threads" if worker else "main thread")
+            + ("" if child else " (event loop)")
+        )
+        threads[thread] = threads.get(thread, 0) + count
 
     def share(count: int) -> float:
         return count / total if total else 0.0
@@ -839,7 +850,7 @@ def summarise_profile(raw: Path) -> dict[str, Any]:
 
     return {
         "samples": total,
-        "threads": {k: share(v) for k, v in threads.items()},
+        "threads": {k: share(v) for k, v in sorted(threads.items(), key=lambda kv: -kv[1])},
         "parts": {PROFILE_PARTS[k]: share(v) for k, v in parts.items() if v},
         "own": top(own, 30),
         "inclusive": top(inclusive, 60),
