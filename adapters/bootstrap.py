@@ -52,8 +52,10 @@ class Bus:
         return create_router(bus_authority(self.settings, self.engine, self.clock))
 
 
-def database(settings: Settings, *, upgrade: bool = False) -> sa.Engine:
-    engine = create_engine(settings.database)
+def database(
+    settings: Settings, *, upgrade: bool = False, background_checkpoints: bool = False
+) -> sa.Engine:
+    engine = create_engine(settings.database, background_checkpoints=background_checkpoints)
     if upgrade:
         migrate.upgrade(engine)
     elif not migrate.is_current(engine):
@@ -94,10 +96,18 @@ def timestamp_verifier(settings: Settings, trust: TrustStore) -> TimestampVerifi
     )
 
 
-def build(settings: Settings, *, upgrade: bool = False, clock: Clock | None = None) -> Bus:
+def build(
+    settings: Settings,
+    *,
+    upgrade: bool = False,
+    clock: Clock | None = None,
+    background_checkpoints: bool = False,
+) -> Bus:
+    """The wired bus. ``background_checkpoints``: the caller runs a ``WalCheckpointer`` on
+    ``engine`` (see ``adapters.db.checkpoint``)."""
     settings = settings.resolved()
     clock = clock or SystemClock()
-    engine = database(settings, upgrade=upgrade)
+    engine = database(settings, upgrade=upgrade, background_checkpoints=background_checkpoints)
     trust = trust_store(settings)
     crl_sync = CrlSync(trust, engine, list(settings.crl_files), interval=settings.crl_poll_s)
     registry = CachedRegistry(engine)

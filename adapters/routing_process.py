@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from adapters.amqp.router import Failure, RoutingFailed, failure_of
+from adapters.db.checkpoint import WalCheckpointer
 from exchange.errors import LienthongError
 from exchange.routing import Decision, Incoming, Outcome
 
@@ -270,7 +271,8 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
         send(("error", failure_of(exc).value, _describe(exc)))
 
     try:
-        bus = bootstrap.build(Settings().resolved())
+        # The batches' commits leave the WAL's checkpoints to a thread (see WalCheckpointer).
+        bus = bootstrap.build(Settings().resolved(), background_checkpoints=True)
     except Exception as exc:  # noqa: BLE001 - reported to the router, which says it
         send(("error", "start", _describe(exc)))
         return
@@ -286,7 +288,10 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
 
     quiet_garbage_collector()
     send(("ready", os.getpid()))
-    with ThreadPoolExecutor(1, thread_name_prefix="recording") as recording:
+    with (
+        WalCheckpointer(bus.engine),
+        ThreadPoolExecutor(1, thread_name_prefix="recording") as recording,
+    ):
         while (request := _read_request(source)) is not None:
             try:
                 refresh()

@@ -9,14 +9,25 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from adapters.db.checkpoint import SAFETY_PAGES
 
-def create_engine(url: str, *, pool_size: int = 5) -> sa.Engine:
+
+def create_engine(
+    url: str, *, pool_size: int = 5, background_checkpoints: bool = False
+) -> sa.Engine:
+    """``background_checkpoints``: on SQLite, the connections leave the WAL to a
+    ``checkpoint.WalCheckpointer`` (the process runs one) up to its safety bound."""
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 30})
-        sa.event.listen(engine, "connect", _sqlite_connect)
+        autocheckpoint = SAFETY_PAGES if background_checkpoints else None
+
+        def connected(dbapi_connection: Any, _record: Any) -> None:
+            _sqlite_connect(dbapi_connection, autocheckpoint)
+
+        sa.event.listen(engine, "connect", connected)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     # A connection attempt to an unreachable server gives up (and the router retries, /readyz
@@ -33,7 +44,7 @@ def create_engine(url: str, *, pool_size: int = 5) -> sa.Engine:
 CONNECT_TIMEOUT_S = 5
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, autocheckpoint: int | None) -> None:
     # Let SQLAlchemy, not the driver, decide where transactions begin (see _sqlite_begin).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -41,6 +52,8 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    if autocheckpoint is not None:
+        cursor.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint)}")
     cursor.close()
 
 
