@@ -64,7 +64,11 @@ class Settings(BaseSettings):
         256, ge=1, le=10_000, description="Unacknowledged messages a router holds at once."
     )
     batch_max: int = Field(
-        256, ge=1, le=10_000, description="Messages routed in one transaction (at most prefetch)."
+        256,
+        ge=1,
+        le=10_000,
+        description="Messages routed in one transaction (the router takes at most a quarter "
+        "of prefetch: two batches routed, two waiting).",
     )
     batch_wait_ms: int = Field(
         15, ge=0, le=1000, description="How long a router waits to fill a batch."
