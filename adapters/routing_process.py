@@ -107,10 +107,7 @@ class _Child:
 class RoutingProcess:
     """``route`` for a RouterService, done by a child process (started again if it dies)."""
 
-    def __init__(
-        self, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
-    ) -> None:
-        self.argv = list(argv or [sys.executable, "-m", __name__])
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self.env = dict(env) if env is not None else None  # None: this process's environment
         self._child: _Child | None = None
         self._starting = asyncio.Lock()
@@ -155,7 +152,9 @@ class RoutingProcess:
 
     async def _spawn(self) -> _Child:
         process = await asyncio.create_subprocess_exec(
-            *self.argv,
+            sys.executable,
+            "-m",
+            __name__,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=self.env,

@@ -948,10 +948,6 @@ class Bench:
             row = conn.execute(sa.select(rejections.c.reason, rejections.c.detail)).first()
         return f"{row[0]}: {row[1]}" if row else "none"
 
-    def consuming(self) -> int:
-        log = self.root / "router.log"
-        return log.read_text(errors="replace").count("router consuming") if log.exists() else 0
-
     def check_alive(self) -> None:
         for router in self.procs.routers:
             if router.poll() is not None:
@@ -1030,7 +1026,7 @@ def drain(
     launched = time.perf_counter()
     for _ in range(routers):
         bench.procs.start_router(wait=False)  # together: timed once all of them consume
-    while bench.consuming() < routers:
+    while bench.procs.consuming() < routers:
         bench.check_alive()
         if time.perf_counter() - launched > 120:
             raise SystemExit(f"the routers did not start:\n{bench.procs.logs()[-4000:]}")

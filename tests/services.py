@@ -158,21 +158,21 @@ class BusProcesses:
         """Start a router and wait until it consumes: its routing process has built the bus
         (and read the registry) by then, so what a test changes afterwards is not missed.
         ``wait=False`` returns at once (``make bench`` starts several routers together)."""
-        log = self.root / "router.log"
-        consuming = self._consuming(log)
+        consuming = self.consuming()
         router = self._spawn("router", "--name", f"{self.prefix}-router", log="router.log")
         self.routers.append(router)
         if not wait:
             return router
         deadline = time.monotonic() + 60
-        while self._consuming(log) == consuming:
+        while self.consuming() == consuming:
             if router.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"the router did not start: {self.logs()}")
             time.sleep(0.05)
         return router
 
-    @staticmethod
-    def _consuming(log: Path) -> int:
+    def consuming(self) -> int:
+        """How many times a router of this bus has started consuming (its shared log says)."""
+        log = self.root / "router.log"
         return log.read_text(errors="replace").count("router consuming") if log.exists() else 0
 
     def stop(self) -> None:
