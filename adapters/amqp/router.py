@@ -18,8 +18,9 @@ in hand, and returns the rest.
 The connection is robust: when the broker goes away the router keeps what it holds (acks on the
 dead channel fail; the broker redelivers and the digest absorbs the copies), reconnects every
 ``reconnect_interval`` seconds for as long as it takes, and aio-pika restores its two channels
-(router queue, dead letters), their qos and consumers. ``broker_state()`` says whether it is
-connected now, for ``lienthong router --health-port``.
+(router queue, dead letters), their qos and declarations; the dead-letter consumer is
+aio-pika's, the router queue's a ``LeanConsumer`` that registers itself again.
+``broker_state()`` says whether it is connected now, for ``lienthong router --health-port``.
 
 A batch whose messages are all acknowledged is acknowledged with one frame ("up to this tag")
 when its deliveries are exactly the next ones of the router channel; otherwise message by
@@ -43,6 +44,7 @@ import sqlalchemy as sa
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aiormq.exceptions import AMQPError
 
+from adapters.amqp.consumer import Delivery, LeanConsumer
 from adapters.amqp.topology import Topology, declare
 from exchange.routing import Incoming, Outcome
 
@@ -150,7 +152,7 @@ class RouterService:
         self.stats = RouterStats()
         # Deliveries not yet in a batch. _receive wakes the gatherer only when it has reason to
         # (the first delivery, or a full batch): no wake-up, timer or task per message.
-        self._pending: collections.deque[AbstractIncomingMessage] = collections.deque()
+        self._pending: collections.deque[Delivery] = collections.deque()
         self._arrived = asyncio.Event()
         self._wake_at = 1
         # time.monotonic() when the oldest pending delivery arrived (or earlier: what a full
@@ -185,7 +187,7 @@ class RouterService:
             return "unavailable: channel closed, reopening"
         return "ok"
 
-    async def _receive(self, message: AbstractIncomingMessage) -> None:
+    def _receive(self, message: Delivery) -> None:
         now = self.stats.last_delivery = time.monotonic()
         if not self._pending:
             self._first_at = now
@@ -213,7 +215,10 @@ class RouterService:
             # Declared again (idempotent) rather than looked up: each robust channel restores
             # what it declared, whichever reopens first after the broker comes back.
             dead_queue = (await declare(dead_channel, self.topology)).dead
-            router_tag = await declared.router.consume(self._receive)
+            # The router queue is consumed without aio-pika's per-message wrapper (see
+            # adapters.amqp.consumer); the dead letters, few, through aio-pika.
+            consumer = LeanConsumer(channel, declared.router.name, self._receive)
+            await consumer.start()
             dead_tag = await dead_queue.consume(self._on_dead)
             log.info("router consuming %s (prefetch %d)", self.topology.router_queue, self.prefetch)
             if ready is not None:
@@ -223,7 +228,7 @@ class RouterService:
                 # Stop deliveries first. Without a broker there is nothing to cancel, and a
                 # robust channel would wait for the reconnection before cancelling: skip it.
                 with contextlib.suppress(AMQPError, ConnectionError, RuntimeError, TimeoutError):
-                    await asyncio.wait_for(declared.router.cancel(router_tag), SHUTDOWN_STEP_S)
+                    await asyncio.wait_for(consumer.stop(), SHUTDOWN_STEP_S)
                     await asyncio.wait_for(dead_queue.cancel(dead_tag), SHUTDOWN_STEP_S)
             await self._return_unprocessed()
         finally:
@@ -235,7 +240,7 @@ class RouterService:
         self.stats.reconnects += 1
         log.info("router reconnected to the broker (%d time(s))", self.stats.reconnects)
 
-    async def _gather(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
+    async def _gather(self, stop: asyncio.Event) -> list[Delivery]:
         """A batch: what arrived within ``batch_wait`` of its first message, up to
         ``batch_max``; empty when nothing arrived for 0.2 s (so that ``stop`` is seen).
 
@@ -289,13 +294,13 @@ class RouterService:
         for task in routing:
             task.result()
 
-    async def _routed(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
+    async def _routed(self, batch: list[Delivery], stop: asyncio.Event) -> None:
         try:
             await self._process(batch, stop)
         finally:
             self._held -= len(batch)
 
-    async def _process(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
+    async def _process(self, batch: list[Delivery], stop: asyncio.Event) -> None:
         incoming = [Incoming(m.body, m.message_id) for m in batch]
         delay = 0.2
         conflicts = 0
@@ -325,18 +330,14 @@ class RouterService:
             delay = min(delay * 2, 5.0)
         await self._settle_outcomes(batch, outcomes)
 
-    async def _settle_outcomes(
-        self, batch: list[AbstractIncomingMessage], outcomes: list[Outcome]
-    ) -> None:
+    async def _settle_outcomes(self, batch: list[Delivery], outcomes: list[Outcome]) -> None:
         self.stats.batches += 1
         for outcome in outcomes:
             self.stats.count(outcome)
         async with self._settling:
             await self._acknowledge(batch, outcomes)
 
-    async def _acknowledge(
-        self, batch: list[AbstractIncomingMessage], outcomes: list[Outcome]
-    ) -> None:
+    async def _acknowledge(self, batch: list[Delivery], outcomes: list[Outcome]) -> None:
         if len(batch) > 1 and all(o in _ACKED for o in outcomes) and self._in_order(batch):
             # One frame acknowledges the whole batch: exactly its deliveries (see _in_order).
             self.stats.acked_at_once += 1
@@ -361,7 +362,7 @@ class RouterService:
                 log.warning("could not settle a message (%s); it will be redelivered", exc)
             self._note_settled(message)
 
-    def _in_order(self, batch: Sequence[AbstractIncomingMessage]) -> bool:
+    def _in_order(self, batch: Sequence[Delivery]) -> bool:
         """Whether an acknowledgement "up to the batch's last tag" would cover its deliveries
         and nothing else: they came on the channel whose every earlier delivery is settled, and
         their tags follow on from those without a gap."""
@@ -371,7 +372,7 @@ class RouterService:
         tags = [m.delivery_tag for m in batch]
         return tags == list(range(through + 1, through + 1 + len(batch)))
 
-    def _note_settled(self, message: AbstractIncomingMessage) -> None:
+    def _note_settled(self, message: Delivery) -> None:
         """Keep the tag through which every delivery of the current channel is settled."""
         channel, tag = _channel_of(message), message.delivery_tag
         if channel is None or tag is None:
@@ -393,9 +394,7 @@ class RouterService:
             beyond.remove(through)
         self._through = (channel, through)
 
-    async def _isolate(
-        self, batch: list[AbstractIncomingMessage], stop: asyncio.Event, exc: Exception
-    ) -> None:
+    async def _isolate(self, batch: list[Delivery], stop: asyncio.Event, exc: Exception) -> None:
         """Route each message of a failed batch alone: one poison message holds back no other.
 
         The message that fails alone is returned to the queue; at the delivery limit the broker
@@ -418,7 +417,7 @@ class RouterService:
         self.stats.count(Outcome.RETRY)
         await self._settle(batch, requeue=True)
 
-    async def _settle(self, batch: list[AbstractIncomingMessage], *, requeue: bool) -> None:
+    async def _settle(self, batch: list[Delivery], *, requeue: bool) -> None:
         for message in batch:
             with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
                 await message.nack(requeue=requeue)
@@ -470,7 +469,7 @@ class RouterService:
 _ACKED = frozenset({Outcome.STORED, Outcome.DUPLICATE, Outcome.REJECTED})
 
 
-def _channel_of(message: AbstractIncomingMessage) -> object | None:
+def _channel_of(message: Delivery) -> object | None:
     """The channel a delivery came on, or None once that channel is closed."""
     try:
         return message.channel
