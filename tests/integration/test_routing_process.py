@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 
 from adapters.amqp.router import Failure, RoutingFailed
 from adapters.db.tables import inbox, messages
-from adapters.routing_process import RoutingProcess
+from adapters.routing_process import RoutingProcess, _read_request, _request_frame
 from exchange.routing import Incoming, Outcome
 from exchange.submission import Submission
 from tests.helpers import H37, Pki, header_bytes
@@ -167,3 +168,39 @@ def test_a_router_whose_routing_process_cannot_start_exits_with_the_reason(
     last = done.stderr.decode().strip().splitlines()[-1]
     assert last.startswith("lienthong: the routing process cannot start: no trust anchors"), last
     assert b"Traceback" not in done.stderr
+
+
+def test_a_batch_crosses_the_pipe_as_it_was_sent() -> None:
+    """Bodies of every size (empty, one byte, larger than a pipe holds) and transport ids or
+    none come out of ``_read_request`` as ``_request_frame`` wrote them, in order; a batch cut
+    short by the end of the pipe is the end, not a batch."""
+    batch = [
+        Incoming(b"", None),
+        Incoming(b"x", "tid-1"),
+        Incoming(os.urandom(3 << 20), "tid-2"),
+        Incoming(os.urandom(7000), None),
+    ]
+    read, write = os.pipe()
+    with os.fdopen(read, "rb") as source:
+        writer = os.fdopen(write, "wb")
+
+        def send() -> None:
+            with writer:
+                for _ in range(2):
+                    for part in _request_frame(batch):
+                        writer.write(part)
+                writer.write(b"".join(_request_frame(batch))[:-1])  # cut short in a body
+
+        sending = threading.Thread(target=send)
+        sending.start()
+        first, second, cut = (_read_request(source) for _ in range(3))
+        sending.join()
+        assert first == second == [(item.body, item.transport_id) for item in batch]
+        assert cut is None
+        assert _read_request(source) is None
+    # Cut short in the index.
+    read, write = os.pipe()
+    with os.fdopen(read, "rb") as source:
+        with os.fdopen(write, "wb") as writer:
+            writer.write(b"".join(_request_frame(batch[:2]))[:6])
+        assert _read_request(source) is None
