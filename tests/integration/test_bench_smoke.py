@@ -104,3 +104,35 @@ def test_a_benchmark_stopped_with_sigterm_leaves_no_broker_router_or_folder() ->
     assert not _pids("adapters.routing_process") - routing
     assert not _pids("beam.smp") - nodes
     assert not set(temp.glob("lt-bench-*")) - folders
+
+
+ROUTE_SCRIPT = SCRIPT.with_name("bench_route.py")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", [(), ("--process", "--depth", "2", "--rate", "400")])
+def test_the_routing_benchmark_ends_with_its_figures_as_one_json_line(
+    where: tuple[str, ...],
+) -> None:
+    """``scripts/bench_route.py`` in this process and through a routing process: every
+    envelope stored (it exits otherwise), CPU and bytes written per message reported."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROUTE_SCRIPT),
+            *("--messages", "40", "--batch", "1,8", "--rounds", "1", "--agencies", "3"),
+            *where,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=SCRIPT.parents[1],
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["process"] is bool(where)
+    assert set(figures["by_batch"]) == {"1", "8"}
+    for row in figures["by_batch"].values():
+        assert row["cpu_us_per_msg"] > 0
+        assert row["kib_written_per_msg"] > 4  # each envelope's header and signature at least
+        assert ("batch_p99_ms" in row) is bool(where)
