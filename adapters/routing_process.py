@@ -204,11 +204,8 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 def _request_frame(incoming: Sequence[Incoming]) -> list[bytes]:
     """A batch as the child reads it (``_read_request``): the index, then the bodies."""
-    index = pickle.dumps(
-        [(len(item.body), item.transport_id) for item in incoming],
-        protocol=pickle.HIGHEST_PROTOCOL,
-    )
-    return [_LENGTH.pack(len(index)), index, *(item.body for item in incoming)]
+    index = [(len(item.body), item.transport_id) for item in incoming]
+    return [_frame(index), *(item.body for item in incoming)]
 
 
 def _frame(value: object) -> bytes:
@@ -257,9 +254,9 @@ def _read_request(source: BinaryIO) -> _Request | None:
         return None  # the router went away in the middle of a batch
     index: list[tuple[int, str | None]] = pickle.loads(data)  # noqa: S301 - our own router's
     request: _Request = []
-    for size, transport_id in index:
-        body = source.read(size)
-        if len(body) < size:
+    for length, transport_id in index:
+        body = source.read(length)
+        if len(body) < length:
             return None  # the router went away in the middle of a batch
         request.append((body, transport_id))
     return request

@@ -375,7 +375,7 @@ class RouterService:
     def _note_settled(self, message: Delivery) -> None:
         """Keep the tag through which every delivery of the current channel is settled."""
         channel, tag = _channel_of(message), message.delivery_tag
-        if channel is None or tag is None:
+        if channel is None:
             return
         known, through = self._through
         if channel is not known:
