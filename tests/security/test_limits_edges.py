@@ -28,7 +28,11 @@ from tests.forge import Authority, rsa_key
 from tests.helpers import G22, H37, MemoryRegistry, Pki, encode, header_bytes, header_dict
 from tests.security import material as m
 
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+def _now() -> dt.datetime:
+    """The wall clock, read when a test runs: the suite runs long, and a time read at import
+    would lie minutes behind the certificates, CRLs and signatures made later."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 class AsDeclared:
@@ -64,7 +68,7 @@ def verifier(
     return Verifier(
         trust,
         pki.registry() if registry == "default" else registry,
-        clock or FixedClock(NOW + dt.timedelta(seconds=1)),
+        clock or FixedClock(_now() + dt.timedelta(seconds=1)),
         policy,
         timestamps=timestamps,
     )
@@ -183,8 +187,9 @@ def test_max_chain_depth(pki: Pki) -> None:
 
 def test_timestamp_skew(pki: Pki) -> None:
     """genTime may lie LIENTHONG_TIMESTAMP_SKEW_S from signingTime, not a second more."""
+    now = _now()
     skew = dt.timedelta(seconds=600)
-    signing = NOW - dt.timedelta(hours=1)
+    signing = now - dt.timedelta(hours=1)
     for gap, ok in ((skew, True), (skew + dt.timedelta(seconds=1), False)):
         tsa = timestamping.authority(pki, clock=FixedClock(signing + gap))
         header = header_bytes(recipients=[H37])
@@ -203,23 +208,24 @@ def test_timestamp_skew(pki: Pki) -> None:
 
 def test_timestamp_future_skew(pki: Pki) -> None:
     """A token's genTime may be LIENTHONG_FUTURE_SKEW_S ahead of the bus clock, no more."""
+    now = _now()
     skew = dt.timedelta(seconds=300)
     for ahead, ok in ((skew, True), (skew + dt.timedelta(seconds=1), False)):
-        gen_time = NOW + ahead
+        gen_time = now + ahead
         tsa = timestamping.authority(pki, clock=FixedClock(gen_time))
         header = header_bytes(recipients=[H37])
         signature = sign_detached(
             header,
             [pki.seal(G22)],
             chain=pki.chain(),
-            signing_time=NOW,
+            signing_time=now,
             timestamper=timestamping.InProcessTimestamper(tsa),
         )
         trust = pki.trust()
         judge = verifier(
             pki,
             trust=trust,
-            clock=FixedClock(NOW),
+            clock=FixedClock(now),
             timestamps=TimestampVerifier(trust, future_skew=skew),
         )
         verdict = judge.verify(header, signature)
@@ -227,23 +233,25 @@ def test_timestamp_future_skew(pki: Pki) -> None:
 
 
 def test_acceptance_window(pki: Pki) -> None:
+    now = _now()
     window = dt.timedelta(seconds=2 * 24 * 3600)
     freshness = Freshness(acceptance_window=window)
     for age, ok in ((window, True), (window + dt.timedelta(seconds=1), False)):
-        header = header_bytes(recipients=[H37], created_at=NOW - age)
-        judge = verifier(pki, clock=FixedClock(NOW), freshness=freshness)
-        verdict = judge.verify(header, pki.sign(header, signing_time=NOW))
+        header = header_bytes(recipients=[H37], created_at=now - age)
+        judge = verifier(pki, clock=FixedClock(now), freshness=freshness)
+        verdict = judge.verify(header, pki.sign(header, signing_time=now))
         accepted(verdict) if ok else refused(verdict, "message_stale")
 
 
 def test_future_skew(pki: Pki) -> None:
+    now = _now()
     skew = dt.timedelta(seconds=300)
     freshness = Freshness(future_skew=skew)
     for ahead, ok in ((skew, True), (skew + dt.timedelta(seconds=1), False)):
-        fields = header_dict(recipients=[H37], created_at=NOW + ahead)
+        fields = header_dict(recipients=[H37], created_at=now + ahead)
         header = encode(fields)
-        judge = verifier(pki, clock=FixedClock(NOW), freshness=freshness)
-        verdict = judge.verify(header, pki.sign(header, signing_time=NOW))
+        judge = verifier(pki, clock=FixedClock(now), freshness=freshness)
+        verdict = judge.verify(header, pki.sign(header, signing_time=now))
         accepted(verdict) if ok else refused(verdict, "message_from_future")
 
 

@@ -263,7 +263,6 @@ def test_arbitrary_bytes_are_a_tst_info_or_token_error(data: bytes) -> None:
 
 # --- whole tokens, mutated ------------------------------------------------------------------
 
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 # cryptography warns about (and still loads) a mutated certificate whose serial turned negative.
 CRYPTOGRAPHY_WARNINGS = pytest.mark.filterwarnings(
     "ignore:Parsed a serial number which wasn't positive", "ignore:Attribute's length must be"
@@ -271,12 +270,15 @@ CRYPTOGRAPHY_WARNINGS = pytest.mark.filterwarnings(
 
 
 @pytest.fixture(scope="module")
-def token_and_judge(pki: Pki) -> tuple[bytes, TimestampVerifier]:
-    tsa = timestamping.authority(pki, clock=FixedClock(NOW))
+def token_and_judge(pki: Pki) -> tuple[bytes, TimestampVerifier, dt.datetime]:
+    """A token, its judge, and the time both agree on, read when the fixture is made (not at
+    import: the suite runs long, and the trust store's material is made later)."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    tsa = timestamping.authority(pki, clock=FixedClock(now))
     token = timestamping.token_for(tsa, b"signature value")
     judge = TimestampVerifier(pki.trust())
-    assert judge.verify_token(token, b"signature value", now=NOW).gen_time == NOW
-    return token, judge
+    assert judge.verify_token(token, b"signature value", now=now).gen_time == now
+    return token, judge, now
 
 
 def _unchecked(token: bytes) -> list[tuple[int, int]]:
@@ -295,9 +297,9 @@ def _unchecked(token: bytes) -> list[tuple[int, int]]:
 @settings(SETTINGS, max_examples=150)
 @given(st.data())
 def test_mutated_token_is_a_timestamp_rejection_or_unchanged_in_meaning(
-    token_and_judge: tuple[bytes, TimestampVerifier], data: st.DataObject
+    token_and_judge: tuple[bytes, TimestampVerifier, dt.datetime], data: st.DataObject
 ) -> None:
-    token, judge = token_and_judge
+    token, judge, now = token_and_judge
     kind = data.draw(st.sampled_from(["flip", "cut", "insert", "replace_run"]))
     at = data.draw(st.integers(0, len(token) - 1))
     if kind == "flip":
@@ -316,14 +318,14 @@ def test_mutated_token_is_a_timestamp_rejection_or_unchanged_in_meaning(
     with contextlib.suppress(TokenError):
         parse_token(candidate)
     try:
-        verified = judge.verify_token(candidate, b"signature value", now=NOW)
+        verified = judge.verify_token(candidate, b"signature value", now=now)
     except Rejected as rejected:
         reason = rejected.reason
     else:
         # Accepted: only a change that nothing signs or checks may be.
         assert kind in ("flip", "replace_run"), kind
         assert any(start <= at < stop for start, stop in _unchecked(token)), at
-        assert verified.gen_time == NOW
+        assert verified.gen_time == now
         assert verified.info.hashed_message == hashlib.sha256(b"signature value").digest()
         return
     assert reason in TIMESTAMP_REASONS
