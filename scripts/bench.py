@@ -44,7 +44,7 @@ script's publishers run on uvloop, the event loop the router runs on.
 
 The broker is, by default (``--broker own``), a RabbitMQ node the run starts for itself beside
 the machine's (as root: the node runs as the rabbitmq user), with the settings lienthong deploys
-its broker with (``deploy/rabbitmq.conf``: a quorum queue write-ahead log of 64 MiB, whose
+its broker with (``deploy/rabbitmq.conf``: a quorum queue write-ahead log of 16 MiB, whose
 rollovers stall deliveries far less than the default's); the run goes on in a child process
 given its URL, and the node is removed at the end. ``--broker machine`` uses the machine's
 (``LIENTHONG_TEST_AMQP_URL``) as it is configured. PostgreSQL is the machine's

@@ -90,7 +90,7 @@ def test_the_broker_runs_with_the_settings_the_bench_measures(compose: dict[str,
     mounts = compose["services"]["rabbitmq"]["volumes"]
     assert "./deploy/rabbitmq.conf:/etc/rabbitmq/conf.d/20-lienthong.conf:ro" in mounts
     settings = (ROOT / "deploy" / "rabbitmq.conf").read_text("utf-8").splitlines()
-    assert "raft.wal_max_size_bytes = 67108864" in settings
+    assert "raft.wal_max_size_bytes = 16777216" in settings
 
 
 def test_the_image_runs_the_lienthong_command() -> None:
