@@ -22,7 +22,9 @@ its own database and exchange prefix). For each database:
   these loads too (first database): the same envelopes, rate and publisher into a queue declared
   as the router's, taken by a bare aio-pika consumer in a process of its own that acks each
   delivery (``bare broker`` rows, and ``bare_broker_p99_ms``): the part of the latency no router
-  can take away;
+  can take away. Each AMQP level's latency is also split in two at the moment the router took
+  the envelope (its ``messages.received_at``): submit -> router (broker, batch, pipe) and router
+  -> inbox (verify, record, commit), p50 and p99 of each (``split_ms``);
 * HTTP: ``--http-messages`` envelopes submitted through ``POST /v1/messages`` by concurrent
   ``BusClient`` submitters, each signing its requests as its agency (closed loop: throughput),
   then open-loop at half that throughput (latency);
@@ -702,6 +704,44 @@ class Level:
     issue_lag_p99_ms: float
     cpu: dict[str, float] = field(default_factory=dict)
     attempts: int = 1
+    # The latency in two: submit -> the router took the envelope (its messages.received_at:
+    # broker, the router's batch, the pipe to the routing process), then -> visible in the
+    # inbox (verifying, recording, committing). p50 and p99 of each; empty for the bare broker.
+    split_ms: dict[str, float] = field(default_factory=dict)
+
+
+def taken_at(url: str, ids: Sequence[str]) -> dict[str, float]:
+    """When the router took each of these envelopes (``messages.received_at``, the time it
+    began to decide the batch), on ``time.perf_counter``'s clock."""
+    offset = time.time() - time.perf_counter()
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    out: dict[str, float] = {}
+    try:
+        with engine.connect() as conn:
+            for at in range(0, len(ids), 1000):
+                query = sa.select(messages.c.message_id, messages.c.received_at).where(
+                    messages.c.message_id.in_(ids[at : at + 1000])
+                )
+                for message_id, received in conn.execute(query):
+                    out[message_id] = received.timestamp() - offset
+    finally:
+        engine.dispose()
+    return out
+
+
+def split_ms(
+    issued: dict[str, float], taken: dict[str, float], seen: dict[str, float]
+) -> dict[str, float]:
+    """p50 and p99 of submit -> taken by the router, and of taken -> visible in the inbox."""
+    both = [i for i in issued if i in taken and i in seen]
+    before = latency_ms(taken[i] - issued[i] for i in both)
+    after = latency_ms(seen[i] - taken[i] for i in both)
+    return {
+        "to_router_p50_ms": before["p50_ms"],
+        "to_router_p99_ms": before["p99_ms"],
+        "in_router_p50_ms": after["p50_ms"],
+        "in_router_p99_ms": after["p99_ms"],
+    }
 
 
 def summarise(
@@ -1154,6 +1194,7 @@ def amqp_level(
         "amqp", bench.name, fraction, rate, issued, lags, errors, seen, with_attachment, missing
     )
     level.cpu = CpuMeter.cores(cpu_start, bench.cpu())
+    level.split_ms = split_ms(issued, taken_at(bench.url, list(issued)), seen)
     return level
 
 
@@ -1969,6 +2010,25 @@ def report(
             f"{lv.p99_ms:>8.1f} {lv.max_ms:>8.1f} {lv.p99_attachment_ms:>8.1f} "
             f"{lv.missing + lv.errors:>5} {lv.cpu.get('others', float('nan')):>6.2f}"
             + ("*" if disturbed(lv.cpu) else "")
+        )
+
+    split = [lv for lv in results.levels if lv.split_ms]
+    if split:
+        print()
+        print(
+            f"{'latency in two (ms)':<23} {'load':>5} {'to router p50':>14} {'p99':>7} "
+            f"{'router to inbox p50':>20} {'p99':>7}"
+        )
+        for lv in split:
+            sp = lv.split_ms
+            print(
+                f"{lv.transport + ' ' + lv.database:<23} {lv.fraction:>5.0%} "
+                f"{sp['to_router_p50_ms']:>14.1f} {sp['to_router_p99_ms']:>7.1f} "
+                f"{sp['in_router_p50_ms']:>20.1f} {sp['in_router_p99_ms']:>7.1f}"
+            )
+        print(
+            "  (to router: submit -> the router took it, messages.received_at; router to "
+            "inbox: verified, recorded, committed, seen)"
         )
 
     print()

@@ -58,6 +58,11 @@ def test_a_quick_benchmark_ends_with_its_figures_as_one_json_line(tmp_path: Path
     assert len(bare) == sum(lv["transport"] == "amqp" for lv in figures["levels"])
     assert summary["bare_broker_p99_ms"] > 0
     assert all(level["missing"] == 0 and level["errors"] == 0 for level in figures["levels"])
+    # Each AMQP level's latency split where the router took the envelope: both halves real.
+    for level in (lv for lv in figures["levels"] if lv["transport"] == "amqp"):
+        halves = level["split_ms"]
+        for half in ("to_router", "in_router"):
+            assert 0 < halves[f"{half}_p50_ms"] <= halves[f"{half}_p99_ms"] <= level["max_ms"]
     assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
 
 
