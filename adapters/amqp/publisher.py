@@ -24,11 +24,14 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aio_pika.connection import make_url
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
+from pamqp.commands import Basic
 
 from adapters.amqp.topology import ROUTING_KEY, Topology, declare
 from exchange.submission import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
+
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 # What a publish raises when the broker is gone, refused it, or closed the channel under it (a
 # dropped connection leaves the channel closed: ChannelInvalidStateError, a RuntimeError). A
@@ -87,11 +90,17 @@ class Publisher:
         self._attempts = 0
         self._failure: BaseException | None = None
 
-    async def _ready(self) -> AbstractExchange:
+    async def _ready(self) -> tuple[AbstractExchange, AbstractChannel]:
+        """The submit exchange and the channel it is declared on, connecting if need be."""
         attempts = self._attempts
         async with self._lock:
-            if self._exchange is not None and self._connection and not self._connection.is_closed:
-                return self._exchange
+            if (
+                self._exchange is not None
+                and self._channel is not None
+                and self._connection
+                and not self._connection.is_closed
+            ):
+                return self._exchange, self._channel
             if self._attempts != attempts and self._failure is not None:
                 # Another publish tried to connect while this one waited, and failed: its
                 # answer is this one's too (the caller backs off before asking again).
@@ -122,7 +131,7 @@ class Publisher:
                 # Counted once settled: a publish arriving meanwhile waits for this answer.
                 self._attempts += 1
             self._failure = None
-            return self._exchange
+            return self._exchange, channel
 
     async def ping(self) -> None:
         """Check the broker answers (a round trip, within ``timeout``); BrokerUnavailable if not.
@@ -132,10 +141,9 @@ class Publisher:
         """
         exchange: AbstractExchange | None = None
         try:
-            exchange = await self._ready()
-            assert self._channel is not None
+            exchange, channel = await self._ready()
             await asyncio.wait_for(
-                self._channel.declare_exchange(
+                channel.declare_exchange(
                     self.topology.submit_exchange, aio_pika.ExchangeType.DIRECT, passive=True
                 ),
                 timeout=self.timeout,
@@ -151,15 +159,23 @@ class Publisher:
         for attempt in range(self.retries + 1):
             exchange: AbstractExchange | None = None
             try:
-                exchange = await self._ready()
-                await exchange.publish(
-                    aio_pika.Message(
-                        body,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                exchange, channel = await self._ready()
+                # Published on the aiormq channel beneath aio-pika's, which is what
+                # Exchange.publish does after it has built an aio_pika.Message and its
+                # properties: a quarter of a publish's CPU (an open-loop publisher at 800
+                # msg/s, 355-364 against 250-293 µs per message). The answers are the same:
+                # a nack raises DeliveryError, a returned message PublishError (the channel
+                # was opened with on_return_raises).
+                underlay = await channel.get_underlay_channel()
+                await underlay.basic_publish(
+                    body,
+                    exchange=exchange.name,
+                    routing_key=ROUTING_KEY,
+                    properties=Basic.Properties(
+                        delivery_mode=PERSISTENT,
                         content_type=CONTENT_TYPE,
                         message_id=message_id,
                     ),
-                    routing_key=ROUTING_KEY,
                     mandatory=True,
                     timeout=self.timeout,
                 )
