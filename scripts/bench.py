@@ -125,6 +125,7 @@ from rich.progress import (
 from adapters.amqp.publisher import Publisher
 from adapters.amqp.topology import Topology, declare
 from adapters.client import BusClient
+from adapters.db.keys import chunks
 from adapters.db.tables import messages, rejections
 from adapters.files import load_certificates, load_private_key
 from adapters.pki.folder import DemoAgency, DevPki
@@ -710,25 +711,6 @@ class Level:
     split_ms: dict[str, float] = field(default_factory=dict)
 
 
-def taken_at(url: str, ids: Sequence[str]) -> dict[str, float]:
-    """When the router took each of these envelopes (``messages.received_at``, the time it
-    began to decide the batch), on ``time.perf_counter``'s clock."""
-    offset = time.time() - time.perf_counter()
-    engine = sa.create_engine(url, poolclass=sa.NullPool)
-    out: dict[str, float] = {}
-    try:
-        with engine.connect() as conn:
-            for at in range(0, len(ids), 1000):
-                query = sa.select(messages.c.message_id, messages.c.received_at).where(
-                    messages.c.message_id.in_(ids[at : at + 1000])
-                )
-                for message_id, received in conn.execute(query):
-                    out[message_id] = received.timestamp() - offset
-    finally:
-        engine.dispose()
-    return out
-
-
 def split_ms(
     issued: dict[str, float], taken: dict[str, float], seen: dict[str, float]
 ) -> dict[str, float]:
@@ -988,6 +970,20 @@ class Bench:
             row = conn.execute(sa.select(rejections.c.reason, rejections.c.detail)).first()
         return f"{row[0]}: {row[1]}" if row else "none"
 
+    def taken_at(self, ids: Sequence[str]) -> dict[str, float]:
+        """When the router took each of these envelopes (``messages.received_at``, the time
+        it began to decide the batch), on ``time.perf_counter``'s clock."""
+        offset = time.time() - time.perf_counter()
+        out: dict[str, float] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(ids, 1000):
+                query = sa.select(messages.c.message_id, messages.c.received_at).where(
+                    messages.c.message_id.in_(chunk)
+                )
+                for message_id, received in conn.execute(query):
+                    out[message_id] = received.timestamp() - offset
+        return out
+
     def check_alive(self) -> None:
         for router in self.procs.routers:
             if router.poll() is not None:
@@ -1194,7 +1190,7 @@ def amqp_level(
         "amqp", bench.name, fraction, rate, issued, lags, errors, seen, with_attachment, missing
     )
     level.cpu = CpuMeter.cores(cpu_start, bench.cpu())
-    level.split_ms = split_ms(issued, taken_at(bench.url, list(issued)), seen)
+    level.split_ms = split_ms(issued, bench.taken_at(list(issued)), seen)
     return level
 
 
